@@ -1,0 +1,76 @@
+# Shared shell helpers for scripts/stack, scripts/demo and scripts/test: where things
+# live, how ports are chosen, and small waiting/logging functions. Sourced, never run.
+
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Downloads, built servers and the cargo target dir live outside the clone, so a fresh
+# clone on the same machine reuses them; an empty cache is rebuilt from the registries.
+VOTEFLOW_CACHE=${VOTEFLOW_CACHE:-$HOME/.cache/voteflow}
+# Per-checkout runtime state (data, logs, pid files): gitignored.
+STACK_DIR=${VOTEFLOW_STACK_DIR:-$REPO_ROOT/.stack}
+
+KAFKA_VERSION=4.1.1
+KAFKA_PORT=${VOTEFLOW_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${VOTEFLOW_KAFKA_CONTROLLER_PORT:-9093}
+REDIS_PORT=${VOTEFLOW_REDIS_PORT:-6379}
+MONGO_PORT=${VOTEFLOW_MONGO_PORT:-27017}
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$VOTEFLOW_CACHE/target}
+
+say() { printf '\033[1m[%s]\033[0m %s\n' "$(basename "$0")" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND every 0.2 s until it succeeds.
+wait_for() {
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    if ((SECONDS >= deadline)); then
+      return 1
+    fi
+    sleep 0.2
+  done
+  say "$what is up"
+}
+
+# pid_alive FILE: true when FILE names a running process.
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# stop_pid NAME FILE: SIGTERM, then SIGKILL after 15 s; removes the pid file.
+stop_pid() {
+  local name=$1 file=$2
+  if pid_alive "$file"; then
+    local pid
+    pid=$(cat "$file")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 75); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$name did not stop in 15 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    say "$name stopped"
+  fi
+  rm -f "$file"
+}
+
+# apt_install PACKAGE...: installs Debian packages that are missing (needs root or sudo).
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  local sudo=""
+  [[ $(id -u) == 0 ]] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
