@@ -1,0 +1,78 @@
+//! Every metric the consumer exports, defined once so a dashboard author reads one file.
+//! Labels stay low-cardinality: path (grpc|rest), sink, reason; never a vote or band.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    /// Votes written to both sinks, by path.
+    pub votes: IntCounterVec,
+    /// Batches fully processed and committed.
+    pub batches: IntCounter,
+    pub batch_size: Histogram,
+    pub batch_seconds: Histogram,
+    /// Failed sink operations (each retried), by sink.
+    pub sink_errors: IntCounterVec,
+    /// Records sent to the dead-letter topic, by reason.
+    pub dead_letters: IntCounterVec,
+    /// Votes already in the vote log (redelivered), skipped there.
+    pub log_duplicates: IntCounter,
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            votes: IntCounterVec::new(
+                Opts::new(
+                    "voteflow_consumer_votes_total",
+                    "Votes written to Redis and MongoDB, by path.",
+                ),
+                &["path"],
+            )?,
+            batches: IntCounter::new(
+                "voteflow_consumer_batches_total",
+                "Batches processed and committed.",
+            )?,
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("voteflow_consumer_batch_votes", "Records per batch.").buckets(
+                    vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
+                ),
+            )?,
+            batch_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "voteflow_consumer_batch_seconds",
+                    "Time to write a batch to every sink.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            )?,
+            sink_errors: IntCounterVec::new(
+                Opts::new(
+                    "voteflow_consumer_sink_errors_total",
+                    "Failed writes (retried), by sink.",
+                ),
+                &["sink"],
+            )?,
+            dead_letters: IntCounterVec::new(
+                Opts::new(
+                    "voteflow_consumer_dead_letters_total",
+                    "Records sent to the dead-letter topic, by reason.",
+                ),
+                &["reason"],
+            )?,
+            log_duplicates: IntCounter::new(
+                "voteflow_consumer_log_duplicates_total",
+                "Votes the vote log already held (redelivered records).",
+            )?,
+        };
+        registry.register(Box::new(metrics.votes.clone()))?;
+        registry.register(Box::new(metrics.batches.clone()))?;
+        registry.register(Box::new(metrics.batch_size.clone()))?;
+        registry.register(Box::new(metrics.batch_seconds.clone()))?;
+        registry.register(Box::new(metrics.sink_errors.clone()))?;
+        registry.register(Box::new(metrics.dead_letters.clone()))?;
+        registry.register(Box::new(metrics.log_duplicates.clone()))?;
+        Ok(metrics)
+    }
+}

@@ -1,0 +1,84 @@
+//! Settings of the consumer: each field is a flag and an env var, with defaults that
+//! suit the local stack (`scripts/stack`). Read nowhere else.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use voteflow_runtime::settings::{KafkaSettings, LogSettings};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "consumer",
+    version,
+    about = "voteflow consumer: counts accepted votes in Redis and logs them in MongoDB",
+    long_about = "voteflow consumer. Joins a Kafka consumer group on the votes topic; per batch (bounded by size \
+        and time) it appends one document per vote to MongoDB, increments the Redis tallies in one round trip, \
+        and only then commits the Kafka offsets. Records it cannot decode go to the dead-letter topic. Serves \
+        GET /healthz, /readyz and /metrics on the admin address. Every flag can be set by the env var shown."
+)]
+pub struct ConsumerSettings {
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+    /// Consumer group; every replica of the consumer uses the same one.
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "voteflow-consumer")]
+    pub group_id: String,
+    /// Topic for records that cannot be decoded.
+    #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "votes.dlq")]
+    pub dlq_topic: String,
+    /// Most votes in one batch.
+    #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000)]
+    pub batch_max_votes: usize,
+    /// Longest wait to fill a batch, in ms, once its first vote arrived.
+    #[arg(long, env = "BATCH_MAX_WAIT_MS", default_value_t = 50)]
+    pub batch_max_wait_ms: u64,
+    /// Redis holding the live tallies.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub redis_url: String,
+    /// Prefix of every Redis key the consumer writes.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "voteflow:")]
+    pub redis_key_prefix: String,
+    /// MongoDB (or MongoDB-wire server) holding the vote log.
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017/"
+    )]
+    pub mongodb_uri: String,
+    /// Database of the vote log (collection `votes`).
+    #[arg(long, env = "MONGODB_DATABASE", default_value = "voteflow")]
+    pub mongodb_database: String,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "CONSUMER_ADMIN_LISTEN", default_value = "127.0.0.1:9100")]
+    pub admin_listen: SocketAddr,
+    /// Seconds a shutdown may take to finish the batch in hand and commit; keep it below
+    /// the Kafka session timeout (45 s) and the pod's termination grace period.
+    #[arg(long, env = "SHUTDOWN_DEADLINE_SECS", default_value_t = 10)]
+    pub shutdown_deadline_secs: u64,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+impl ConsumerSettings {
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
+
+    pub fn shutdown_deadline(&self) -> Duration {
+        Duration::from_secs(self.shutdown_deadline_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn settings_are_consistent_and_defaults_parse() {
+        ConsumerSettings::command().debug_assert();
+        let settings = <ConsumerSettings as clap::Parser>::try_parse_from(["consumer"]).unwrap();
+        assert_eq!(settings.redis_key_prefix, "voteflow:");
+        assert!(settings.shutdown_deadline() < Duration::from_secs(45));
+    }
+}

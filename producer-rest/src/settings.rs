@@ -1,0 +1,87 @@
+//! Settings of rest-client and rest-server: each field is a flag and an env var, with
+//! defaults that suit the local stack (`scripts/stack`). Read nowhere else.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use voteflow_runtime::http::HttpSettings;
+use voteflow_runtime::settings::{LogSettings, PublisherSettings};
+
+/// rest-client: the REST path's HTTP front.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "rest-client",
+    version,
+    about = "voteflow REST-path front: validates POST /votes (JSON) and forwards each vote to rest-server",
+    long_about = "voteflow REST-path front. Accepts POST /votes with a JSON vote \
+        {band|name|artist, album, year, rank|ranked, vote_id?, cast_at?}, validates it, forwards it to \
+        rest-server over pooled keep-alive HTTP, and relays the answer: 202 {\"vote_id\"} once Kafka has it, \
+        4xx naming the field at fault, 503 with Retry-After when the vote was not accepted. \
+        Also serves GET /healthz, /readyz and /metrics. Every flag can be set by the env var shown."
+)]
+pub struct ClientSettings {
+    /// Address to serve on.
+    #[arg(long, env = "REST_CLIENT_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Base URL of rest-server.
+    #[arg(long, env = "REST_SERVER_URL", default_value = "http://127.0.0.1:8080")]
+    pub server_url: String,
+    /// Longest wait for rest-server's answer, in ms; keep it above rest-server's Kafka delivery bound.
+    #[arg(long, env = "UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
+    pub upstream_timeout_ms: u64,
+    /// Idle keep-alive connections kept open to rest-server.
+    #[arg(long, env = "UPSTREAM_POOL_SIZE", default_value_t = 64)]
+    pub upstream_pool_size: usize,
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+impl ClientSettings {
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_timeout_ms)
+    }
+}
+
+/// rest-server: the REST path's producer server.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "rest-server",
+    version,
+    about = "voteflow REST-path server: validates POST /votes and produces each vote to Kafka (acks=all)",
+    long_about = "voteflow REST-path server. Accepts POST /votes with a JSON vote, validates it again, and \
+        produces it to Kafka through one shared idempotent producer (acks=all). Answers 202 {\"vote_id\"} only \
+        after Kafka acknowledged the vote; 503 with Retry-After when Kafka is down, the queue is full or no \
+        acknowledgement came within the delivery bound. Also serves GET /healthz, /readyz and /metrics. \
+        Every flag can be set by the env var shown."
+)]
+pub struct ServerSettings {
+    /// Address to serve on.
+    #[arg(long, env = "REST_SERVER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub publisher: PublisherSettings,
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn settings_are_consistent_and_defaults_parse() {
+        ClientSettings::command().debug_assert();
+        ServerSettings::command().debug_assert();
+        let client = <ClientSettings as clap::Parser>::try_parse_from(["rest-client"]).unwrap();
+        assert_eq!(client.listen.port(), 8000);
+        let server = <ServerSettings as clap::Parser>::try_parse_from(["rest-server"]).unwrap();
+        assert_eq!(server.publisher.delivery_timeout_ms, 2000);
+        assert!(client.upstream_timeout() > server.publisher.delivery_timeout());
+    }
+}

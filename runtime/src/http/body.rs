@@ -1,0 +1,120 @@
+//! The request-body guard of `POST /votes`: checks the content type, reads at most the
+//! configured number of bytes, parses JSON and validates the vote. Each failure becomes
+//! an [`ApiError`] that names the problem; nothing has been sent anywhere yet.
+
+use rocket::Request;
+use rocket::data::{ByteUnit, Data, FromData, Outcome};
+use voteflow_proto::{Vote, VoteJson};
+
+use super::error::ApiError;
+
+/// Largest accepted request body, managed as Rocket state by each HTTP service.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub u64);
+
+/// A validated vote from a JSON request body.
+#[derive(Debug)]
+pub struct VoteBody(pub Vote);
+
+/// Reads the whole body, up to the limit, after checking it claims to be JSON.
+pub async fn read_json_body<'r>(
+    request: &'r Request<'_>,
+    data: Data<'r>,
+) -> Result<Vec<u8>, ApiError> {
+    if !request.content_type().is_some_and(|ct| ct.is_json()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let limit = request
+        .rocket()
+        .state::<BodyLimit>()
+        .map_or(16 * 1024, |limit| limit.0);
+    let declared = request
+        .headers()
+        .get_one("Content-Length")
+        .and_then(|len| len.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let body = data
+        .open(ByteUnit::from(limit))
+        .into_bytes()
+        .await
+        .map_err(|error| ApiError::MalformedJson(format!("cannot read body: {error}")))?;
+    if !body.is_complete() {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    Ok(body.into_inner())
+}
+
+/// Parses one JSON value, telling broken JSON (400) from JSON of the wrong shape (422).
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    expected: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        if error.is_data() {
+            ApiError::InvalidBody(format!("body must be {expected}: {error}"))
+        } else {
+            ApiError::MalformedJson(error.to_string())
+        }
+    })
+}
+
+/// Parses and validates one vote from JSON bytes.
+pub fn parse_vote(bytes: &[u8]) -> Result<Vote, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some()
+        && first != Some(&b'{')
+        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
+    {
+        return Err(ApiError::InvalidBody("body must be a JSON object".into()));
+    }
+    let json: VoteJson = parse_json(bytes, "a JSON object")?;
+    Ok(Vote::try_from(json)?)
+}
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for VoteBody {
+    type Error = ApiError;
+
+    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+        let result = match read_json_body(request, data).await {
+            Ok(bytes) => parse_vote(&bytes),
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(vote) => Outcome::Success(VoteBody(vote)),
+            Err(error) => Outcome::Error((error.status(), error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_json_is_malformed_and_wrong_shapes_are_invalid() {
+        assert!(matches!(
+            parse_vote(b"{\"band\": "),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(parse_vote(b""), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            parse_vote(b"[1, 2]"),
+            Err(ApiError::InvalidBody(_))
+        ));
+        assert!(matches!(
+            parse_vote(b"\"vote\""),
+            Err(ApiError::InvalidBody(_))
+        ));
+        let duplicate = br#"{"band": "a", "name": "b", "album": "c", "year": 2000, "rank": 1}"#;
+        assert!(matches!(
+            parse_vote(duplicate),
+            Err(ApiError::InvalidBody(_))
+        ));
+        let ok =
+            br#"{"name": "Oasis", "album": "Definitely Maybe", "year": "1994", "rank": "9.5"}"#;
+        assert_eq!(parse_vote(ok).unwrap().band(), "Oasis");
+    }
+}

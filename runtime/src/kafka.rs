@@ -1,0 +1,265 @@
+//! The Kafka publisher shared by both producer servers: one producer per process,
+//! acks=all with idempotence, a bounded number of votes in flight.
+//!
+//! Guarantee: [`Publisher::publish`] returns `Ok` only after every in-sync replica has
+//! the record (acks=all), so a vote answered 2xx / gRPC OK is in Kafka and survives a
+//! producer crash. Anything else (queue full, broker down, no acknowledgement within the
+//! delivery bound) is an error the caller turns into 503 / UNAVAILABLE, never a hang.
+//! `message.timeout.ms` equals the bound, so librdkafka itself gives up on the record at
+//! the bound instead of delivering it later behind the caller's back; a record that was
+//! in flight at that moment may still have been written (Kafka cannot tell), which is why
+//! the consumer side deduplicates by vote_id.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use voteflow_proto::AcceptedRecord;
+use voteflow_proto::record::{CONTENT_TYPE, CONTENT_TYPE_HEADER, PATH_HEADER};
+
+use crate::health::Readiness;
+use crate::settings::{KafkaSettings, PublisherSettings};
+
+/// Name of the readiness check the publisher feeds.
+pub const KAFKA_CHECK: &str = "kafka";
+
+/// Why a vote was not accepted by Kafka. Every variant means "not accepted: retry later".
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("too many votes waiting for Kafka; shedding load")]
+    Overloaded,
+    #[error("Kafka did not acknowledge the vote within {0:?}")]
+    Timeout(Duration),
+    #[error("Kafka refused the vote: {0}")]
+    Kafka(#[source] KafkaError),
+    #[error("the producer is shutting down")]
+    Closed,
+}
+
+/// Where Kafka put an acknowledged vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Clone)]
+struct PublisherMetrics {
+    outcomes: IntCounterVec,
+    latency: HistogramVec,
+    in_flight: IntGauge,
+}
+
+impl PublisherMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let outcomes = IntCounterVec::new(
+            Opts::new(
+                "voteflow_kafka_produce_total",
+                "Votes sent to Kafka, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "voteflow_kafka_produce_seconds",
+                "Time from send to Kafka's acknowledgement.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["outcome"],
+        )?;
+        let in_flight = IntGauge::new(
+            "voteflow_kafka_in_flight",
+            "Votes sent to Kafka and not yet acknowledged.",
+        )?;
+        registry.register(Box::new(outcomes.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        Ok(Self {
+            outcomes,
+            latency,
+            in_flight,
+        })
+    }
+}
+
+/// One shared, cheaply cloned Kafka producer.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: Arc<str>,
+    delivery_timeout: Duration,
+    permits: Arc<Semaphore>,
+    metrics: PublisherMetrics,
+}
+
+impl Publisher {
+    pub fn new(
+        settings: &PublisherSettings,
+        client_id: &str,
+        registry: &Registry,
+    ) -> anyhow::Result<Self> {
+        let timeout_ms = settings.delivery_timeout_ms.max(1).to_string();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.kafka.brokers)
+            .set("client.id", client_id)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", &timeout_ms)
+            .set("request.timeout.ms", &timeout_ms)
+            .set(
+                "queue.buffering.max.messages",
+                settings.max_in_flight.max(1).to_string(),
+            )
+            .set("linger.ms", settings.linger_ms.to_string())
+            .set("compression.type", "lz4")
+            .set("reconnect.backoff.max.ms", "1000")
+            .create()?;
+        Ok(Self {
+            producer,
+            topic: settings.kafka.topic.as_str().into(),
+            delivery_timeout: settings.delivery_timeout(),
+            permits: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            metrics: PublisherMetrics::register(registry)?,
+        })
+    }
+
+    /// Sends one accepted vote and waits for Kafka's acknowledgement.
+    pub async fn publish(&self, record: &AcceptedRecord) -> Result<Acked, PublishError> {
+        let Ok(_permit) = self.permits.try_acquire() else {
+            self.metrics
+                .outcomes
+                .with_label_values(&["overloaded"])
+                .inc();
+            return Err(PublishError::Overloaded);
+        };
+        let started = Instant::now();
+        self.metrics.in_flight.inc();
+        let result = self.send(record).await;
+        self.metrics.in_flight.dec();
+        let outcome = match &result {
+            Ok(_) => "acked",
+            Err(PublishError::Overloaded) => "overloaded",
+            Err(PublishError::Timeout(_)) => "timeout",
+            Err(PublishError::Kafka(_) | PublishError::Closed) => "error",
+        };
+        self.metrics.outcomes.with_label_values(&[outcome]).inc();
+        self.metrics
+            .latency
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(error) = &result {
+            tracing::debug!(%error, vote_id = %record.vote.vote_id(), "vote not acknowledged by Kafka");
+        }
+        result
+    }
+
+    async fn send(&self, record: &AcceptedRecord) -> Result<Acked, PublishError> {
+        let key = record.key();
+        let payload = record.encode_payload();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: PATH_HEADER,
+                value: Some(record.path.as_str()),
+            })
+            .insert(Header {
+                key: CONTENT_TYPE_HEADER,
+                value: Some(CONTENT_TYPE),
+            });
+        let kafka_record = FutureRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        let delivery = match self.producer.send_result(kafka_record) {
+            Ok(delivery) => delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(PublishError::Overloaded);
+            }
+            Err((error, _)) => return Err(PublishError::Kafka(error)),
+        };
+        // librdkafka fails the record itself at message.timeout.ms; the extra second only
+        // guards against a lost callback, so no caller ever waits unbounded.
+        match tokio::time::timeout(self.delivery_timeout + Duration::from_secs(1), delivery).await {
+            Ok(Ok(Ok(delivered))) => Ok(Acked {
+                partition: delivered.partition,
+                offset: delivered.offset,
+            }),
+            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))))
+            | Err(_) => Err(PublishError::Timeout(self.delivery_timeout)),
+            Ok(Ok(Err((error, _)))) => Err(PublishError::Kafka(error)),
+            Ok(Err(_canceled)) => Err(PublishError::Closed),
+        }
+    }
+
+    /// Whether the brokers answer a metadata request for the topic right now.
+    pub async fn check_connection(&self) -> bool {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(1))
+                .is_ok_and(|metadata| {
+                    metadata.topics().iter().any(|t| {
+                        t.name() == &*topic && t.error().is_none() && !t.partitions().is_empty()
+                    })
+                })
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Keeps the `kafka` readiness check current until shutdown.
+    pub async fn watch_connection(self, readiness: Readiness, shutdown: CancellationToken) {
+        loop {
+            readiness.set(KAFKA_CHECK, self.check_connection().await);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(2)) => {},
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for every queued vote to be acknowledged (graceful shutdown).
+    pub async fn flush(&self, timeout: Duration) {
+        let producer = self.producer.clone();
+        let result = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        match result {
+            Ok(Ok(())) => tracing::info!("Kafka producer flushed"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "Kafka producer not fully flushed; unacknowledged votes were answered 503")
+            }
+            Err(error) => tracing::error!(%error, "Kafka flush task failed"),
+        }
+    }
+}
+
+/// Creates a topic if it does not exist (tests and local tooling; production topics are
+/// created by the deployment).
+pub async fn ensure_topic(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .create()?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&new_topic], &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
