@@ -4,13 +4,15 @@
 
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::ClientOptions;
+use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 
 use super::Consumed;
 
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
+/// MongoDB's answer to listIndexes on a collection that does not exist yet.
+const NAMESPACE_NOT_FOUND: i32 = 26;
 pub const COLLECTION: &str = "votes";
 
 #[derive(Clone)]
@@ -34,18 +36,28 @@ impl VoteLog {
         })
     }
 
-    /// Creates the indexes the dashboards and audits query by (idempotent).
+    /// Creates the indexes the dashboards and audits query by, when missing. Existing
+    /// ones are left alone: FerretDB 1.24 drops the connection when asked to create an
+    /// index that exists (MongoDB would accept it as a no-op).
     pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
-        self.votes
-            .create_indexes([
-                IndexModel::builder()
-                    .keys(doc! { "accepted_at": 1 })
-                    .build(),
-                IndexModel::builder()
-                    .keys(doc! { "band": 1, "accepted_at": 1 })
-                    .build(),
-            ])
-            .await?;
+        let existing = match self.votes.list_index_names().await {
+            Ok(names) => names,
+            Err(error) if matches!(error.kind.as_ref(), ErrorKind::Command(e) if e.code == NAMESPACE_NOT_FOUND) => {
+                Vec::new()
+            }
+            Err(error) => return Err(error),
+        };
+        for (name, keys) in [
+            ("accepted_at_1", doc! { "accepted_at": 1 }),
+            ("band_1_accepted_at_1", doc! { "band": 1, "accepted_at": 1 }),
+        ] {
+            if !existing.iter().any(|index| index == name) {
+                let options = IndexOptions::builder().name(name.to_owned()).build();
+                self.votes
+                    .create_index(IndexModel::builder().keys(keys).options(options).build())
+                    .await?;
+            }
+        }
         Ok(())
     }
 

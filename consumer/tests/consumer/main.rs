@@ -1,0 +1,7 @@
+//! Integration tests of the consumer and of the MongoDB-wire server it writes to, against
+//! the real local stack, each test with its own topic, group, database and key prefix.
+
+mod dead_letters;
+mod helpers;
+mod mongo_wire;
+mod redelivery;

@@ -1,0 +1,63 @@
+//! With Kafka unreachable, a vote is answered 503 with Retry-After within the delivery
+//! bound, readiness goes false, and nothing reaches the sinks.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{Options, TestPipeline};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rest_client_answers_503_with_retry_after_when_kafka_is_down() {
+    // Arrange: rest-server produces to an address where no broker listens.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_brokers = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let bound = Duration::from_millis(1500);
+    let pipeline = TestPipeline::spawn_with(Options {
+        server_brokers: Some(dead_brokers),
+        delivery_timeout_ms: bound.as_millis() as u64,
+    })
+    .await;
+
+    // Act
+    let started = Instant::now();
+    let response = pipeline
+        .post_vote(&json!({"band": "Muse", "album": "Origin of Symmetry", "year": 2001, "rank": 9}))
+        .await;
+    let waited = started.elapsed();
+
+    // Assert
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "kafka_unavailable", "{body}");
+    // The bound, plus the publisher's one-second guard, plus scheduling slack.
+    assert!(
+        waited < bound + Duration::from_millis(2500),
+        "answered after {waited:?}"
+    );
+
+    let ready = pipeline
+        .http
+        .get(format!("{}/readyz", pipeline.front_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "the front is not ready while its server cannot reach Kafka"
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pipeline.total().await, 0);
+    assert_eq!(pipeline.logged().await, 0);
+    assert_eq!(pipeline.kafka_records(), 0);
+}
