@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables here are used by the scripts that source this file
 # Shared shell helpers for scripts/stack, scripts/demo and scripts/test: where things
 # live, how ports are chosen, and small waiting/logging functions. Sourced, never run.
 

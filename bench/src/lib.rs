@@ -1,1 +1,12 @@
-//! placeholder
+//! Load generation and tally verification for voteflow: the demo driver now, the
+//! benchmark harness later. It counts only the answers it was given and checks them
+//! against what reached Redis and MongoDB, so a fast but lossy run cannot pass.
+//!
+//! # Layout
+//! - [`traffic`]: votes in the JSON shapes real clients send.
+//! - [`load`]: sends votes with bounded concurrency and reports progress and latency.
+//! - [`tally`]: reads what Redis and MongoDB hold, and waits for them to catch up.
+
+pub mod load;
+pub mod tally;
+pub mod traffic;

@@ -6,3 +6,4 @@ mod bad_input;
 mod end_to_end;
 mod helpers;
 mod kafka_down;
+mod next_hop_down;

@@ -1,0 +1,91 @@
+//! Reads what the sinks hold: the Redis tallies (by key prefix) and the MongoDB vote log.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use mongodb::bson::{Document, doc};
+use redis::AsyncCommands as _;
+
+pub struct Sinks {
+    redis: redis::aio::MultiplexedConnection,
+    prefix: String,
+    votes: mongodb::Collection<Document>,
+}
+
+impl Sinks {
+    pub async fn connect(
+        redis_url: &str,
+        prefix: &str,
+        mongodb_uri: &str,
+        database: &str,
+    ) -> anyhow::Result<Self> {
+        let redis = redis::Client::open(redis_url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let mongo = mongodb::Client::with_uri_str(mongodb_uri).await?;
+        Ok(Self {
+            redis,
+            prefix: prefix.to_owned(),
+            votes: mongo.database(database).collection("votes"),
+        })
+    }
+
+    /// The all-time Redis vote counter.
+    pub async fn total(&self) -> anyhow::Result<u64> {
+        let total: Option<u64> = self
+            .redis
+            .clone()
+            .get(format!("{}total", self.prefix))
+            .await?;
+        Ok(total.unwrap_or(0))
+    }
+
+    /// Vote-log documents accepted at or after `since`.
+    pub async fn logged_since(&self, since: DateTime<Utc>) -> anyhow::Result<u64> {
+        let since = mongodb::bson::DateTime::from_millis(since.timestamp_millis());
+        Ok(self
+            .votes
+            .count_documents(doc! { "accepted_at": { "$gte": since } })
+            .await?)
+    }
+
+    pub async fn logged_total(&self) -> anyhow::Result<u64> {
+        Ok(self.votes.count_documents(doc! {}).await?)
+    }
+
+    /// The top `n` bands of the all-time leaderboard.
+    pub async fn leaderboard(&self, n: isize) -> anyhow::Result<Vec<(String, f64)>> {
+        Ok(self
+            .redis
+            .clone()
+            .zrevrange_withscores(format!("{}leaderboard", self.prefix), 0, n - 1)
+            .await?)
+    }
+
+    /// Waits until this run's votes are all counted and logged (or `within` passes),
+    /// printing progress; returns (counted, logged) for the run.
+    pub async fn wait_for(
+        &self,
+        expected: u64,
+        counted_before: u64,
+        run_started: DateTime<Utc>,
+        within: Duration,
+    ) -> anyhow::Result<(u64, u64)> {
+        let deadline = Instant::now() + within;
+        let mut last_print = Instant::now();
+        loop {
+            let counted = self.total().await?.saturating_sub(counted_before);
+            let logged = self.logged_since(run_started).await?;
+            if (counted >= expected && logged >= expected) || Instant::now() > deadline {
+                return Ok((counted, logged));
+            }
+            if last_print.elapsed() >= Duration::from_secs(1) {
+                eprintln!(
+                    "[demo] waiting for the consumer: counted {counted}/{expected}, logged {logged}/{expected}"
+                );
+                last_print = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
