@@ -45,15 +45,6 @@ impl Readiness {
         }
     }
 
-    pub fn is_ok(&self, name: &'static str) -> bool {
-        let checks = self
-            .inner
-            .checks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        checks.get(name).copied().unwrap_or(false)
-    }
-
     pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
     }

@@ -88,12 +88,4 @@ impl Tally {
         let mut connection = self.connection.clone();
         pipe.query_async::<()>(&mut connection).await
     }
-
-    pub async fn ping(&self) -> bool {
-        let mut connection = self.connection.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .is_ok()
-    }
 }

@@ -76,15 +76,6 @@ impl VoteLog {
             Err(error) => only_duplicates(&error).ok_or(error),
         }
     }
-
-    pub async fn ping(&self) -> bool {
-        self.votes
-            .client()
-            .database("admin")
-            .run_command(doc! { "ping": 1 })
-            .await
-            .is_ok()
-    }
 }
 
 /// When every failure of an insert is a duplicate key, how many there were.
