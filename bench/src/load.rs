@@ -55,10 +55,7 @@ pub async fn send_votes(url: &str, votes: u64, concurrency: usize) -> anyhow::Re
     let done = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(print_progress(done.clone(), votes));
     let started = Instant::now();
-    let mut report = LoadReport {
-        sent: votes,
-        ..LoadReport::default()
-    };
+    let mut report = LoadReport { sent: votes, ..LoadReport::default() };
     let mut first_refusal = None;
     let mut outcomes = futures::stream::iter(0..votes)
         .map(|i| {
@@ -66,9 +63,7 @@ pub async fn send_votes(url: &str, votes: u64, concurrency: usize) -> anyhow::Re
             async move {
                 let sent_at = Instant::now();
                 let outcome = match http.post(&endpoint).json(&traffic::vote(i)).send().await {
-                    Ok(response) if response.status().is_success() => {
-                        Outcome::Accepted(sent_at.elapsed())
-                    }
+                    Ok(response) if response.status().is_success() => Outcome::Accepted(sent_at.elapsed()),
                     Ok(response) => {
                         let status = response.status().as_u16();
                         Outcome::Refused(status, response.text().await.unwrap_or_default())
@@ -111,9 +106,6 @@ async fn print_progress(done: Arc<AtomicU64>, total: u64) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let done = done.load(Ordering::Relaxed);
         let rate = done as f64 / started.elapsed().as_secs_f64();
-        eprintln!(
-            "[demo] sent {done}/{total} votes ({:.0}%), {rate:.0} votes/s",
-            done as f64 * 100.0 / total as f64
-        );
+        eprintln!("[demo] sent {done}/{total} votes ({:.0}%), {rate:.0} votes/s", done as f64 * 100.0 / total as f64);
     }
 }

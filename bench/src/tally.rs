@@ -13,40 +13,22 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    pub async fn connect(
-        redis_url: &str,
-        prefix: &str,
-        mongodb_uri: &str,
-        database: &str,
-    ) -> anyhow::Result<Self> {
-        let redis = redis::Client::open(redis_url)?
-            .get_multiplexed_async_connection()
-            .await?;
+    pub async fn connect(redis_url: &str, prefix: &str, mongodb_uri: &str, database: &str) -> anyhow::Result<Self> {
+        let redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
         let mongo = mongodb::Client::with_uri_str(mongodb_uri).await?;
-        Ok(Self {
-            redis,
-            prefix: prefix.to_owned(),
-            votes: mongo.database(database).collection("votes"),
-        })
+        Ok(Self { redis, prefix: prefix.to_owned(), votes: mongo.database(database).collection("votes") })
     }
 
     /// The all-time Redis vote counter.
     pub async fn total(&self) -> anyhow::Result<u64> {
-        let total: Option<u64> = self
-            .redis
-            .clone()
-            .get(format!("{}total", self.prefix))
-            .await?;
+        let total: Option<u64> = self.redis.clone().get(format!("{}total", self.prefix)).await?;
         Ok(total.unwrap_or(0))
     }
 
     /// Vote-log documents accepted at or after `since`.
     pub async fn logged_since(&self, since: DateTime<Utc>) -> anyhow::Result<u64> {
         let since = mongodb::bson::DateTime::from_millis(since.timestamp_millis());
-        Ok(self
-            .votes
-            .count_documents(doc! { "accepted_at": { "$gte": since } })
-            .await?)
+        Ok(self.votes.count_documents(doc! { "accepted_at": { "$gte": since } }).await?)
     }
 
     pub async fn logged_total(&self) -> anyhow::Result<u64> {
@@ -55,11 +37,7 @@ impl Sinks {
 
     /// The top `n` bands of the all-time leaderboard.
     pub async fn leaderboard(&self, n: isize) -> anyhow::Result<Vec<(String, f64)>> {
-        Ok(self
-            .redis
-            .clone()
-            .zrevrange_withscores(format!("{}leaderboard", self.prefix), 0, n - 1)
-            .await?)
+        Ok(self.redis.clone().zrevrange_withscores(format!("{}leaderboard", self.prefix), 0, n - 1).await?)
     }
 
     /// Waits until this run's votes are all counted and logged (or `within` passes),
@@ -80,9 +58,7 @@ impl Sinks {
                 return Ok((counted, logged));
             }
             if last_print.elapsed() >= Duration::from_secs(1) {
-                eprintln!(
-                    "[demo] waiting for the consumer: counted {counted}/{expected}, logged {logged}/{expected}"
-                );
+                eprintln!("[demo] waiting for the consumer: counted {counted}/{expected}, logged {logged}/{expected}");
                 last_print = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

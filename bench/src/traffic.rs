@@ -58,11 +58,7 @@ mod tests {
         let mut counts = std::collections::HashMap::new();
         for i in 0..26_000 {
             let vote = vote(i);
-            let band = ["name", "artist", "band"]
-                .iter()
-                .find_map(|k| vote[*k].as_str())
-                .unwrap()
-                .to_owned();
+            let band = ["name", "artist", "band"].iter().find_map(|k| vote[*k].as_str()).unwrap().to_owned();
             *counts.entry(band).or_insert(0u64) += 1;
         }
         assert_eq!(counts.len(), CATALOGUE.len());

@@ -26,54 +26,28 @@ impl DeadLetters {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "10000")
             .create()?;
-        Ok(Self {
-            producer,
-            topic: topic.to_owned(),
-        })
+        Ok(Self { producer, topic: topic.to_owned() })
     }
 
     /// Sends one record to the DLQ and waits for Kafka's acknowledgement.
-    pub async fn send(
-        &self,
-        message: &OwnedMessage,
-        reason: &str,
-    ) -> rdkafka::error::KafkaResult<()> {
-        let source = format!(
-            "{}/{}/{}",
-            message.topic(),
-            message.partition(),
-            message.offset()
-        );
+    pub async fn send(&self, message: &OwnedMessage, reason: &str) -> rdkafka::error::KafkaResult<()> {
+        let source = format!("{}/{}/{}", message.topic(), message.partition(), message.offset());
         let mut headers = OwnedHeaders::new();
         if let Some(original) = message.headers() {
             for header in original.iter() {
-                headers = headers.insert(Header {
-                    key: header.key,
-                    value: header.value,
-                });
+                headers = headers.insert(Header { key: header.key, value: header.value });
             }
         }
         let headers = headers
-            .insert(Header {
-                key: REASON_HEADER,
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: SOURCE_HEADER,
-                value: Some(&source),
-            });
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.topic).headers(headers);
+            .insert(Header { key: REASON_HEADER, value: Some(reason) })
+            .insert(Header { key: SOURCE_HEADER, value: Some(&source) });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        self.producer
-            .send(record, Duration::from_secs(5))
-            .await
-            .map(drop)
-            .map_err(|(error, _)| error)
+        self.producer.send(record, Duration::from_secs(5)).await.map(drop).map_err(|(error, _)| error)
     }
 }

@@ -23,42 +23,24 @@ impl ConsumerMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let metrics = Self {
             votes: IntCounterVec::new(
-                Opts::new(
-                    "voteflow_consumer_votes_total",
-                    "Votes written to Redis and MongoDB, by path.",
-                ),
+                Opts::new("voteflow_consumer_votes_total", "Votes written to Redis and MongoDB, by path."),
                 &["path"],
             )?,
-            batches: IntCounter::new(
-                "voteflow_consumer_batches_total",
-                "Batches processed and committed.",
-            )?,
+            batches: IntCounter::new("voteflow_consumer_batches_total", "Batches processed and committed.")?,
             batch_size: Histogram::with_opts(
-                HistogramOpts::new("voteflow_consumer_batch_votes", "Records per batch.").buckets(
-                    vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
-                ),
+                HistogramOpts::new("voteflow_consumer_batch_votes", "Records per batch.")
+                    .buckets(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0]),
             )?,
             batch_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "voteflow_consumer_batch_seconds",
-                    "Time to write a batch to every sink.",
-                )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ]),
+                HistogramOpts::new("voteflow_consumer_batch_seconds", "Time to write a batch to every sink.")
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             )?,
             sink_errors: IntCounterVec::new(
-                Opts::new(
-                    "voteflow_consumer_sink_errors_total",
-                    "Failed writes (retried), by sink.",
-                ),
+                Opts::new("voteflow_consumer_sink_errors_total", "Failed writes (retried), by sink."),
                 &["sink"],
             )?,
             dead_letters: IntCounterVec::new(
-                Opts::new(
-                    "voteflow_consumer_dead_letters_total",
-                    "Records sent to the dead-letter topic, by reason.",
-                ),
+                Opts::new("voteflow_consumer_dead_letters_total", "Records sent to the dead-letter topic, by reason."),
                 &["reason"],
             )?,
             log_duplicates: IntCounter::new(

@@ -61,27 +61,15 @@ pub async fn launch(
     let admin_addr = listener.local_addr()?;
     let metrics = ConsumerMetrics::register(&registry)?;
     let readiness = Readiness::with_checks(&[KAFKA, REDIS, MONGO]);
-    tokio::spawn(admin::serve(
-        listener,
-        registry,
-        readiness.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(admin::serve(listener, registry, readiness.clone(), shutdown.clone()));
     let stopped = tokio::spawn(run(settings, metrics, readiness, shutdown));
-    Ok(Running {
-        admin_addr,
-        stopped,
-    })
+    Ok(Running { admin_addr, stopped })
 }
 
 /// A record as received: decoded, or kept whole for the dead-letter topic.
 enum Received {
     Vote(Consumed),
-    Undecodable {
-        message: OwnedMessage,
-        reason: String,
-        kind: &'static str,
-    },
+    Undecodable { message: OwnedMessage, reason: String, kind: &'static str },
 }
 
 struct Sinks {
@@ -99,27 +87,15 @@ async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let retry = Retry {
-        metrics: &metrics,
-        readiness: &readiness,
-        shutdown: &shutdown,
-    };
-    let Some(tally) = retry
-        .until_ok(REDIS, || {
-            Tally::connect(&settings.redis_url, &settings.redis_key_prefix)
-        })
-        .await
+    let retry = Retry { metrics: &metrics, readiness: &readiness, shutdown: &shutdown };
+    let Some(tally) = retry.until_ok(REDIS, || Tally::connect(&settings.redis_url, &settings.redis_key_prefix)).await
     else {
         return Ok(());
     };
     let log = VoteLog::connect(&settings.mongodb_uri, &settings.mongodb_database)
         .await
         .context("Failed to parse MONGODB_URI")?;
-    if retry
-        .until_ok(MONGO, || log.ensure_indexes())
-        .await
-        .is_none()
-    {
+    if retry.until_ok(MONGO, || log.ensure_indexes()).await.is_none() {
         return Ok(());
     }
     let dead_letters = DeadLetters::new(&settings.kafka.brokers, &settings.dlq_topic)?;
@@ -132,50 +108,24 @@ async fn run(
         .set("session.timeout.ms", "45000")
         .create()
         .context("Failed to create the Kafka consumer")?;
-    consumer
-        .subscribe(&[&settings.kafka.topic])
-        .context("Failed to subscribe")?;
+    consumer.subscribe(&[&settings.kafka.topic]).context("Failed to subscribe")?;
     let consumer = Arc::new(consumer);
-    tokio::spawn(watch_kafka(
-        consumer.clone(),
-        settings.kafka.topic.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(watch_kafka(consumer.clone(), settings.kafka.topic.clone(), readiness.clone(), shutdown.clone()));
     tracing::info!(topic = %settings.kafka.topic, group = %settings.group_id, "consumer started");
 
-    let sinks = Sinks {
-        tally,
-        log,
-        dead_letters,
-        metrics,
-        readiness,
-        shutdown: shutdown.clone(),
-    };
+    let sinks = Sinks { tally, log, dead_letters, metrics, readiness, shutdown: shutdown.clone() };
     let mut processed: BTreeMap<i32, i64> = BTreeMap::new();
     while let Some(batch) = collect(&consumer, &settings, &shutdown).await {
         let offsets = next_offsets(&batch);
         if !sinks.write(batch).await {
-            tracing::warn!(
-                "shutdown while a sink was down; the batch in hand is left for redelivery"
-            );
+            tracing::warn!("shutdown while a sink was down; the batch in hand is left for redelivery");
             break;
         }
-        commit(
-            &consumer,
-            &settings.kafka.topic,
-            &offsets,
-            CommitMode::Async,
-        );
+        commit(&consumer, &settings.kafka.topic, &offsets, CommitMode::Async);
         processed.extend(offsets);
     }
     // A last synchronous commit, so the final batches' asynchronous commits cannot be lost.
-    commit(
-        &consumer,
-        &settings.kafka.topic,
-        &processed,
-        CommitMode::Sync,
-    );
+    commit(&consumer, &settings.kafka.topic, &processed, CommitMode::Sync);
     leave_group(consumer, settings.shutdown_deadline()).await;
     tracing::info!("consumer stopped");
     Ok(())
@@ -222,29 +172,18 @@ async fn collect(
 }
 
 fn receive(message: &BorrowedMessage<'_>) -> Received {
-    let path = message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|header| header.key == PATH_HEADER)
-            .and_then(|header| header.value)
-    });
+    let path = message
+        .headers()
+        .and_then(|headers| headers.iter().find(|header| header.key == PATH_HEADER).and_then(|header| header.value));
     match AcceptedRecord::decode(message.payload(), path) {
-        Ok(record) => Received::Vote(Consumed {
-            record,
-            partition: message.partition(),
-            offset: message.offset(),
-        }),
+        Ok(record) => Received::Vote(Consumed { record, partition: message.partition(), offset: message.offset() }),
         Err(error) => {
             let kind = match error {
                 voteflow_proto::RecordError::InvalidVote(_) => "invalid_vote",
                 voteflow_proto::RecordError::BadPath => "bad_path",
                 _ => "undecodable",
             };
-            Received::Undecodable {
-                message: message.detach(),
-                reason: error.to_string(),
-                kind,
-            }
+            Received::Undecodable { message: message.detach(), reason: error.to_string(), kind }
         }
     }
 }
@@ -288,30 +227,17 @@ async fn leave_group(consumer: Arc<StreamConsumer>, deadline: Duration) {
         drop(consumer);
     });
     if tokio::time::timeout(deadline, closing).await.is_err() {
-        tracing::warn!(
-            ?deadline,
-            "Kafka consumer did not close within the deadline; leaving it behind"
-        );
+        tracing::warn!(?deadline, "Kafka consumer did not close within the deadline; leaving it behind");
     }
 }
 
-async fn watch_kafka(
-    consumer: Arc<StreamConsumer>,
-    topic: String,
-    readiness: Readiness,
-    shutdown: CancellationToken,
-) {
+async fn watch_kafka(consumer: Arc<StreamConsumer>, topic: String, readiness: Readiness, shutdown: CancellationToken) {
     loop {
         let (probe, topic_name) = (consumer.clone(), topic.clone());
         let reachable = tokio::task::spawn_blocking(move || {
-            probe
-                .fetch_metadata(Some(&topic_name), Duration::from_secs(2))
-                .is_ok_and(|metadata| {
-                    metadata
-                        .topics()
-                        .iter()
-                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
-                })
+            probe.fetch_metadata(Some(&topic_name), Duration::from_secs(2)).is_ok_and(|metadata| {
+                metadata.topics().iter().any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
         })
         .await
         .unwrap_or(false);
@@ -334,25 +260,13 @@ impl Sinks {
         for received in batch {
             match received {
                 Received::Vote(consumed) => votes.push(consumed),
-                Received::Undecodable {
-                    message,
-                    reason,
-                    kind,
-                } => undecodable.push((message, reason, kind)),
+                Received::Undecodable { message, reason, kind } => undecodable.push((message, reason, kind)),
             }
         }
-        let retry = Retry {
-            metrics: &self.metrics,
-            readiness: &self.readiness,
-            shutdown: &self.shutdown,
-        };
+        let retry = Retry { metrics: &self.metrics, readiness: &self.readiness, shutdown: &self.shutdown };
         for (message, reason, kind) in &undecodable {
             tracing::warn!(partition = message.partition(), offset = message.offset(), %reason, "record sent to the dead-letter topic");
-            if retry
-                .until_ok(DLQ, || self.dead_letters.send(message, reason))
-                .await
-                .is_none()
-            {
+            if retry.until_ok(DLQ, || self.dead_letters.send(message, reason)).await.is_none() {
                 return false;
             }
             self.metrics.dead_letters.with_label_values(&[kind]).inc();
@@ -360,25 +274,16 @@ impl Sinks {
         let Some(duplicates) = retry.until_ok(MONGO, || self.log.insert(&votes)).await else {
             return false;
         };
-        if retry
-            .until_ok(REDIS, || self.tally.apply(&votes))
-            .await
-            .is_none()
-        {
+        if retry.until_ok(REDIS, || self.tally.apply(&votes)).await.is_none() {
             return false;
         }
         self.metrics.log_duplicates.inc_by(duplicates as u64);
         for consumed in &votes {
-            self.metrics
-                .votes
-                .with_label_values(&[consumed.record.path.as_str()])
-                .inc();
+            self.metrics.votes.with_label_values(&[consumed.record.path.as_str()]).inc();
         }
         self.metrics.batches.inc();
         self.metrics.batch_size.observe(records as f64);
-        self.metrics
-            .batch_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
         tracing::debug!(records, votes = votes.len(), duplicates, "batch written");
         true
     }

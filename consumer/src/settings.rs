@@ -38,11 +38,7 @@ pub struct ConsumerSettings {
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "voteflow:")]
     pub redis_key_prefix: String,
     /// MongoDB (or MongoDB-wire server) holding the vote log.
-    #[arg(
-        long,
-        env = "MONGODB_URI",
-        default_value = "mongodb://127.0.0.1:27017/"
-    )]
+    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
     pub mongodb_uri: String,
     /// Database of the vote log (collection `votes`).
     #[arg(long, env = "MONGODB_DATABASE", default_value = "voteflow")]

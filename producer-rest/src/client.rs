@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use voteflow_proto::Vote;
+use voteflow_runtime::batch::{self, ItemOutcome};
 use voteflow_runtime::front::{self, NextHop};
 use voteflow_runtime::http::{ApiError, Running};
 
@@ -19,6 +20,7 @@ use crate::settings::ClientSettings;
 pub struct RestHop {
     http: reqwest::Client,
     votes_url: String,
+    batch_url: String,
     ready_url: String,
 }
 
@@ -34,48 +36,48 @@ impl RestHop {
         Ok(Self {
             http,
             votes_url: format!("{base}/votes"),
+            batch_url: format!("{base}/votes/batch"),
             ready_url: format!("{base}/readyz"),
         })
     }
 
-    async fn post(&self, vote: &Vote) -> Result<Uuid, ApiError> {
+    /// Posts JSON to rest-server: `Ok` with the body when it answered `success`,
+    /// otherwise the error to answer (its 4xx and 503 relayed unchanged).
+    async fn post_json(&self, url: &str, json: &serde_json::Value, success: StatusCode) -> Result<String, ApiError> {
         let response = self
             .http
-            .post(&self.votes_url)
-            .json(&vote.to_json())
+            .post(url)
+            .json(json)
             .send()
             .await
             .map_err(|error| ApiError::NextHopUnavailable(format!("rest-server: {error}")))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .text()
-            .await
-            .map_err(|error| ApiError::NextHopUnavailable(format!("rest-server: {error}")))?;
+        let retry_after =
+            response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let body =
+            response.text().await.map_err(|error| ApiError::NextHopUnavailable(format!("rest-server: {error}")))?;
         match status {
-            StatusCode::ACCEPTED => serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|json| {
-                    json["vote_id"]
-                        .as_str()
-                        .and_then(|id| Uuid::try_parse(id).ok())
-                })
-                .ok_or_else(|| ApiError::NextHopBroken(format!("202 without a vote_id: {body}"))),
+            status if status == success => Ok(body),
             status if status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE => {
-                Err(ApiError::Relayed {
-                    status: status.as_u16(),
-                    body,
-                    retry_after,
-                })
+                Err(ApiError::Relayed { status: status.as_u16(), body, retry_after })
             }
-            status => Err(ApiError::NextHopBroken(format!(
-                "rest-server answered {status}: {body}"
-            ))),
+            status => Err(ApiError::NextHopBroken(format!("rest-server answered {status}: {body}"))),
         }
+    }
+
+    async fn post(&self, vote: &Vote) -> Result<Uuid, ApiError> {
+        let body = self.post_json(&self.votes_url, &vote.to_json(), StatusCode::ACCEPTED).await?;
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|json| json["vote_id"].as_str().and_then(|id| Uuid::try_parse(id).ok()))
+            .ok_or_else(|| ApiError::NextHopBroken(format!("202 without a vote_id: {body}")))
+    }
+
+    async fn post_batch(&self, votes: Vec<Vote>) -> Result<Vec<ItemOutcome>, ApiError> {
+        let json = serde_json::Value::Array(votes.iter().map(Vote::to_json).collect());
+        let body = self.post_json(&self.batch_url, &json, StatusCode::OK).await?;
+        batch::parse_report(&body, votes.len())
+            .ok_or_else(|| ApiError::NextHopBroken(format!("unreadable batch report: {body}")))
     }
 }
 
@@ -88,13 +90,13 @@ impl NextHop for RestHop {
         Box::pin(self.post(vote))
     }
 
+    fn forward_batch<'a>(&'a self, votes: Vec<Vote>) -> BoxFuture<'a, Result<Vec<ItemOutcome>, ApiError>> {
+        Box::pin(self.post_batch(votes))
+    }
+
     fn is_ready(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            self.http
-                .get(&self.ready_url)
-                .send()
-                .await
-                .is_ok_and(|response| response.status().is_success())
+            self.http.get(&self.ready_url).send().await.is_ok_and(|response| response.status().is_success())
         })
     }
 }

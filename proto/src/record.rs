@@ -81,27 +81,15 @@ impl AcceptedRecord {
 
     /// Rebuilds and revalidates a record from a payload and the value of its path header.
     pub fn decode(payload: Option<&[u8]>, path_header: Option<&[u8]>) -> Result<Self, RecordError> {
-        let payload = payload
-            .filter(|p| !p.is_empty())
-            .ok_or(RecordError::Empty)?;
+        let payload = payload.filter(|p| !p.is_empty()).ok_or(RecordError::Empty)?;
         let wire = pb::AcceptedVote::decode(payload)?;
-        let path = path_header
-            .and_then(VotePath::parse)
-            .ok_or(RecordError::BadPath)?;
+        let path = path_header.and_then(VotePath::parse).ok_or(RecordError::BadPath)?;
         let vote = Vote::try_from(wire.vote.ok_or(RecordError::NoVote)?)?;
         let accepted_at = wire
             .accepted_at
-            .and_then(|ts| {
-                u32::try_from(ts.nanos)
-                    .ok()
-                    .and_then(|n| DateTime::from_timestamp(ts.seconds, n))
-            })
+            .and_then(|ts| u32::try_from(ts.nanos).ok().and_then(|n| DateTime::from_timestamp(ts.seconds, n)))
             .ok_or(RecordError::NoAcceptedAt)?;
-        Ok(Self {
-            vote,
-            accepted_at,
-            path,
-        })
+        Ok(Self { vote, accepted_at, path })
     }
 }
 
@@ -111,22 +99,16 @@ mod tests {
     use crate::vote::VoteJson;
 
     fn sample() -> AcceptedRecord {
-        let json: VoteJson = serde_json::from_value(
-            serde_json::json!({"band": "Air", "album": "Moon Safari", "year": 1998, "rank": 9}),
-        )
-        .unwrap();
-        AcceptedRecord {
-            vote: Vote::try_from(json).unwrap(),
-            accepted_at: Utc::now(),
-            path: VotePath::Rest,
-        }
+        let json: VoteJson =
+            serde_json::from_value(serde_json::json!({"band": "Air", "album": "Moon Safari", "year": 1998, "rank": 9}))
+                .unwrap();
+        AcceptedRecord { vote: Vote::try_from(json).unwrap(), accepted_at: Utc::now(), path: VotePath::Rest }
     }
 
     #[test]
     fn payload_round_trips() {
         let record = sample();
-        let decoded =
-            AcceptedRecord::decode(Some(&record.encode_payload()), Some(b"rest")).unwrap();
+        let decoded = AcceptedRecord::decode(Some(&record.encode_payload()), Some(b"rest")).unwrap();
         assert_eq!(decoded, record);
     }
 
@@ -134,40 +116,18 @@ mod tests {
     fn undecodable_records_say_why() {
         let record = sample();
         let payload = record.encode_payload();
-        assert!(matches!(
-            AcceptedRecord::decode(None, Some(b"rest")),
-            Err(RecordError::Empty)
-        ));
-        assert!(matches!(
-            AcceptedRecord::decode(Some(b"\xff\xff\xff"), Some(b"rest")),
-            Err(RecordError::Decode(_))
-        ));
-        assert!(matches!(
-            AcceptedRecord::decode(Some(&payload), Some(b"soap")),
-            Err(RecordError::BadPath)
-        ));
-        assert!(matches!(
-            AcceptedRecord::decode(Some(&payload), None),
-            Err(RecordError::BadPath)
-        ));
-        let no_vote = pb::AcceptedVote {
-            vote: None,
-            accepted_at: None,
-        }
-        .encode_to_vec();
+        assert!(matches!(AcceptedRecord::decode(None, Some(b"rest")), Err(RecordError::Empty)));
+        assert!(matches!(AcceptedRecord::decode(Some(b"\xff\xff\xff"), Some(b"rest")), Err(RecordError::Decode(_))));
+        assert!(matches!(AcceptedRecord::decode(Some(&payload), Some(b"soap")), Err(RecordError::BadPath)));
+        assert!(matches!(AcceptedRecord::decode(Some(&payload), None), Err(RecordError::BadPath)));
+        let no_vote = pb::AcceptedVote { vote: None, accepted_at: None }.encode_to_vec();
         // An all-default message encodes to zero bytes, which is reported as empty.
         assert!(AcceptedRecord::decode(Some(&no_vote), Some(b"rest")).is_err());
         let bad_vote = pb::AcceptedVote {
-            vote: Some(pb::Vote {
-                rank: 11.0,
-                ..pb::Vote::from(&record.vote)
-            }),
+            vote: Some(pb::Vote { rank: 11.0, ..pb::Vote::from(&record.vote) }),
             accepted_at: Some(utc_to_timestamp(record.accepted_at)),
         }
         .encode_to_vec();
-        assert!(matches!(
-            AcceptedRecord::decode(Some(&bad_vote), Some(b"grpc")),
-            Err(RecordError::InvalidVote(_))
-        ));
+        assert!(matches!(AcceptedRecord::decode(Some(&bad_vote), Some(b"grpc")), Err(RecordError::InvalidVote(_))));
     }
 }

@@ -47,25 +47,13 @@ impl Problem {
 
 impl VoteError {
     fn missing(field: &'static str) -> Self {
-        Self {
-            field,
-            problem: Problem::Missing,
-            message: "is required".into(),
-        }
+        Self { field, problem: Problem::Missing, message: "is required".into() }
     }
     fn wrong_type(field: &'static str, expected: &str) -> Self {
-        Self {
-            field,
-            problem: Problem::WrongType,
-            message: format!("must be {expected}"),
-        }
+        Self { field, problem: Problem::WrongType, message: format!("must be {expected}") }
     }
     fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            problem: Problem::Invalid,
-            message: message.into(),
-        }
+        Self { field, problem: Problem::Invalid, message: message.into() }
     }
 }
 
@@ -142,16 +130,10 @@ fn validate_name(field: &'static str, raw: &str) -> Result<String, VoteError> {
         return Err(VoteError::invalid(field, "must not be empty"));
     }
     if chars > MAX_NAME_CHARS {
-        return Err(VoteError::invalid(
-            field,
-            format!("must be at most {MAX_NAME_CHARS} characters, got {chars}"),
-        ));
+        return Err(VoteError::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters, got {chars}")));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(VoteError::invalid(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(VoteError::invalid(field, "must not contain control characters"));
     }
     Ok(trimmed.to_owned())
 }
@@ -159,10 +141,7 @@ fn validate_name(field: &'static str, raw: &str) -> Result<String, VoteError> {
 fn validate_year(year: i64) -> Result<i32, VoteError> {
     let max_year = Utc::now().year() + 1;
     if year < i64::from(MIN_YEAR) || year > i64::from(max_year) {
-        return Err(VoteError::invalid(
-            "year",
-            format!("must be from {MIN_YEAR} to {max_year}, got {year}"),
-        ));
+        return Err(VoteError::invalid("year", format!("must be from {MIN_YEAR} to {max_year}, got {year}")));
     }
     Ok(year as i32)
 }
@@ -172,10 +151,7 @@ fn validate_rank(rank: f64) -> Result<f64, VoteError> {
         return Err(VoteError::invalid("rank", "must be a finite number"));
     }
     if !(MIN_RANK..=MAX_RANK).contains(&rank) {
-        return Err(VoteError::invalid(
-            "rank",
-            format!("must be from {MIN_RANK} to {MAX_RANK}, got {rank}"),
-        ));
+        return Err(VoteError::invalid("rank", format!("must be from {MIN_RANK} to {MAX_RANK}, got {rank}")));
     }
     Ok(rank)
 }
@@ -216,10 +192,7 @@ fn required<'a>(field: &'static str, value: &'a Option<Value>) -> Result<&'a Val
     }
 }
 
-fn optional_str<'a>(
-    field: &'static str,
-    value: &'a Option<Value>,
-) -> Result<Option<&'a str>, VoteError> {
+fn optional_str<'a>(field: &'static str, value: &'a Option<Value>) -> Result<Option<&'a str>, VoteError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -237,13 +210,10 @@ fn json_str<'a>(field: &'static str, value: &'a Option<Value>) -> Result<&'a str
 /// A number, or a string holding one (the course's traffic files send `"2011"`, `"9.5"`).
 fn json_number(field: &'static str, value: &Option<Value>) -> Result<f64, VoteError> {
     match required(field, value)? {
-        Value::Number(n) => n
-            .as_f64()
-            .ok_or_else(|| VoteError::wrong_type(field, "a number")),
-        Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| VoteError::wrong_type(field, "a number or a numeric string")),
+        Value::Number(n) => n.as_f64().ok_or_else(|| VoteError::wrong_type(field, "a number")),
+        Value::String(s) => {
+            s.trim().parse::<f64>().map_err(|_| VoteError::wrong_type(field, "a number or a numeric string"))
+        }
         _ => Err(VoteError::wrong_type(field, "a number or a numeric string")),
     }
 }
@@ -265,20 +235,13 @@ impl TryFrom<VoteJson> for Vote {
         let album = json_str("album", &json.album)?;
         let year = json_year(&json.year)?;
         let rank = json_number("rank", &json.rank)?;
-        let vote_id = optional_str("vote_id", &json.vote_id)?
-            .map(parse_vote_id)
-            .transpose()?;
-        let cast_at = optional_str("cast_at", &json.cast_at)?
-            .map(parse_cast_at)
-            .transpose()?;
+        let vote_id = optional_str("vote_id", &json.vote_id)?.map(parse_vote_id).transpose()?;
+        let cast_at = optional_str("cast_at", &json.cast_at)?.map(parse_cast_at).transpose()?;
         Vote::from_parts(vote_id, band, album, year, rank, cast_at)
     }
 }
 
-fn timestamp_to_utc(
-    field: &'static str,
-    ts: &prost_types::Timestamp,
-) -> Result<DateTime<Utc>, VoteError> {
+fn timestamp_to_utc(field: &'static str, ts: &prost_types::Timestamp) -> Result<DateTime<Utc>, VoteError> {
     u32::try_from(ts.nanos)
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(ts.seconds, nanos))
@@ -287,34 +250,16 @@ fn timestamp_to_utc(
 
 /// Converts a UTC time to the protobuf timestamp.
 pub fn utc_to_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }
 
 impl TryFrom<pb::Vote> for Vote {
     type Error = VoteError;
 
     fn try_from(wire: pb::Vote) -> Result<Self, Self::Error> {
-        let vote_id = if wire.vote_id.trim().is_empty() {
-            None
-        } else {
-            Some(parse_vote_id(&wire.vote_id)?)
-        };
-        let cast_at = wire
-            .cast_at
-            .as_ref()
-            .map(|ts| timestamp_to_utc("cast_at", ts))
-            .transpose()?;
-        Vote::from_parts(
-            vote_id,
-            &wire.band,
-            &wire.album,
-            i64::from(wire.year),
-            wire.rank,
-            cast_at,
-        )
+        let vote_id = if wire.vote_id.trim().is_empty() { None } else { Some(parse_vote_id(&wire.vote_id)?) };
+        let cast_at = wire.cast_at.as_ref().map(|ts| timestamp_to_utc("cast_at", ts)).transpose()?;
+        Vote::from_parts(vote_id, &wire.band, &wire.album, i64::from(wire.year), wire.rank, cast_at)
     }
 }
 
@@ -348,25 +293,19 @@ mod tests {
 
     #[test]
     fn course_traffic_with_name_and_string_values_is_accepted() {
-        let vote = from_json(
-            json!({"name": "Radiohead", "album": "OK Computer", "year": "2011", "rank": "9.5"}),
-        )
-        .unwrap();
+        let vote =
+            from_json(json!({"name": "Radiohead", "album": "OK Computer", "year": "2011", "rank": "9.5"})).unwrap();
         assert_eq!(vote.band(), "Radiohead");
         assert_eq!(vote.album(), "OK Computer");
         assert_eq!(vote.year(), 2011);
         assert_eq!(vote.rank(), 9.5);
-        assert_eq!(
-            vote.vote_id().get_version_num(),
-            7,
-            "server assigns a UUIDv7"
-        );
+        assert_eq!(vote.vote_id().get_version_num(), 7, "server assigns a UUIDv7");
     }
 
     #[test]
     fn course_traffic_with_artist_and_ranked_is_accepted() {
-        let vote =
-            from_json(json!({"artist": "The Doors", "album": "Strange Days", "year": "1967", "ranked": "8.0"})).unwrap();
+        let vote = from_json(json!({"artist": "The Doors", "album": "Strange Days", "year": "1967", "ranked": "8.0"}))
+            .unwrap();
         assert_eq!(vote.band(), "The Doors");
         assert_eq!(vote.year(), 1967);
         assert_eq!(vote.rank(), 8.0);
@@ -382,10 +321,7 @@ mod tests {
         .unwrap();
         assert_eq!(vote.band(), "Blur", "names are trimmed");
         assert_eq!(vote.vote_id().to_string(), id);
-        assert_eq!(
-            vote.cast_at().unwrap().to_rfc3339(),
-            "2026-11-23T09:00:00+00:00"
-        );
+        assert_eq!(vote.cast_at().unwrap().to_rfc3339(), "2026-11-23T09:00:00+00:00");
     }
 
     #[test]
@@ -396,18 +332,12 @@ mod tests {
             partial.as_object_mut().unwrap().remove(field);
             assert_eq!(field_of(partial), (field, Problem::Missing));
         }
-        assert_eq!(
-            field_of(json!({"band": null, "album": "a", "year": 2000, "rank": 5})),
-            ("band", Problem::Missing)
-        );
+        assert_eq!(field_of(json!({"band": null, "album": "a", "year": 2000, "rank": 5})), ("band", Problem::Missing));
     }
 
     #[test]
     fn wrong_types_are_named() {
-        assert_eq!(
-            field_of(json!({"band": 3, "album": "a", "year": 2000, "rank": 5})),
-            ("band", Problem::WrongType)
-        );
+        assert_eq!(field_of(json!({"band": 3, "album": "a", "year": 2000, "rank": 5})), ("band", Problem::WrongType));
         assert_eq!(
             field_of(json!({"band": "b", "album": ["a"], "year": 2000, "rank": 5})),
             ("album", Problem::WrongType)
@@ -437,90 +367,51 @@ mod tests {
         };
         let next_year = Utc::now().year() + 1;
         assert_eq!(base(json!({"band": "   "})), ("band", Problem::Invalid));
-        assert_eq!(
-            base(json!({"band": "x".repeat(121)})),
-            ("band", Problem::Invalid)
-        );
-        assert_eq!(
-            base(json!({"album": "bad\u{0007}bell"})),
-            ("album", Problem::Invalid)
-        );
+        assert_eq!(base(json!({"band": "x".repeat(121)})), ("band", Problem::Invalid));
+        assert_eq!(base(json!({"album": "bad\u{0007}bell"})), ("album", Problem::Invalid));
         assert_eq!(base(json!({"year": 1899})), ("year", Problem::Invalid));
-        assert_eq!(
-            base(json!({"year": next_year + 1})),
-            ("year", Problem::Invalid)
-        );
+        assert_eq!(base(json!({"year": next_year + 1})), ("year", Problem::Invalid));
         assert_eq!(base(json!({"year": "2000.5"})), ("year", Problem::Invalid));
         assert_eq!(base(json!({"year": 1e300})), ("year", Problem::Invalid));
         assert_eq!(base(json!({"rank": -0.5})), ("rank", Problem::Invalid));
         assert_eq!(base(json!({"rank": "10.01"})), ("rank", Problem::Invalid));
         assert_eq!(base(json!({"rank": "NaN"})), ("rank", Problem::Invalid));
         assert_eq!(base(json!({"rank": "inf"})), ("rank", Problem::Invalid));
-        assert_eq!(
-            base(json!({"vote_id": "not-a-uuid"})),
-            ("vote_id", Problem::Invalid)
-        );
-        assert_eq!(
-            base(json!({"cast_at": "yesterday"})),
-            ("cast_at", Problem::Invalid)
-        );
+        assert_eq!(base(json!({"vote_id": "not-a-uuid"})), ("vote_id", Problem::Invalid));
+        assert_eq!(base(json!({"cast_at": "yesterday"})), ("cast_at", Problem::Invalid));
     }
 
     #[test]
     fn boundaries_are_inclusive() {
         let next_year = Utc::now().year() + 1;
         for (year, rank) in [(1900, 0.0), (next_year, 10.0)] {
-            let vote = from_json(
-                json!({"band": "x".repeat(120), "album": "é".repeat(120), "year": year, "rank": rank}),
-            );
+            let vote =
+                from_json(json!({"band": "x".repeat(120), "album": "é".repeat(120), "year": year, "rank": rank}));
             assert!(vote.is_ok(), "{year} {rank}: {vote:?}");
         }
     }
 
     #[test]
     fn protobuf_form_round_trips_and_validates() {
-        let vote = from_json(
-            json!({"band": "Muse", "album": "Absolution", "year": 2003, "rank": 8.5,
-            "cast_at": "2026-01-02T03:04:05.123Z"}),
-        )
+        let vote = from_json(json!({"band": "Muse", "album": "Absolution", "year": 2003, "rank": 8.5,
+            "cast_at": "2026-01-02T03:04:05.123Z"}))
         .unwrap();
         let wire = pb::Vote::from(&vote);
         assert_eq!(Vote::try_from(wire.clone()).unwrap(), vote);
 
-        let empty_id = pb::Vote {
-            vote_id: String::new(),
-            ..wire.clone()
-        };
-        assert!(
-            Vote::try_from(empty_id).is_ok(),
-            "an empty vote_id gets one assigned"
-        );
-        let bad = pb::Vote {
-            rank: f64::NAN,
-            ..wire.clone()
-        };
+        let empty_id = pb::Vote { vote_id: String::new(), ..wire.clone() };
+        assert!(Vote::try_from(empty_id).is_ok(), "an empty vote_id gets one assigned");
+        let bad = pb::Vote { rank: f64::NAN, ..wire.clone() };
         assert_eq!(Vote::try_from(bad).unwrap_err().field, "rank");
-        let bad = pb::Vote {
-            band: String::new(),
-            ..wire.clone()
-        };
+        let bad = pb::Vote { band: String::new(), ..wire.clone() };
         assert_eq!(Vote::try_from(bad).unwrap_err().field, "band");
-        let bad = pb::Vote {
-            cast_at: Some(prost_types::Timestamp {
-                seconds: 0,
-                nanos: -1,
-            }),
-            ..wire
-        };
+        let bad = pb::Vote { cast_at: Some(prost_types::Timestamp { seconds: 0, nanos: -1 }), ..wire };
         assert_eq!(Vote::try_from(bad).unwrap_err().field, "cast_at");
     }
 
     #[test]
     fn canonical_json_parses_back_to_the_same_vote() {
-        let vote = from_json(
-            json!({"name": "Pulp", "album": "Different Class", "year": "1995", "rank": "9"}),
-        )
-        .unwrap();
+        let vote = from_json(json!({"name": "Pulp", "album": "Different Class", "year": "1995", "rank": "9"})).unwrap();
         assert_eq!(from_json(vote.to_json()).unwrap(), vote);
     }
 }

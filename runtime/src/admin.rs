@@ -21,21 +21,14 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// Renders every metric of `registry` in the Prometheus text format.
 pub fn render_metrics(registry: &Registry) -> String {
-    TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap_or_else(|error| {
-            tracing::error!(%error, "cannot encode metrics");
-            String::new()
-        })
+    TextEncoder::new().encode_to_string(&registry.gather()).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot encode metrics");
+        String::new()
+    })
 }
 
 /// Serves the admin routes on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    registry: Registry,
-    readiness: Readiness,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, registry: Registry, readiness: Readiness, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = tokio::select! {
@@ -51,15 +44,13 @@ pub async fn serve(
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             continue; // Too many probes at once: drop this connection rather than queue it.
         };
-        let (registry, readiness, shutdown) =
-            (registry.clone(), readiness.clone(), shutdown.clone());
+        let (registry, readiness, shutdown) = (registry.clone(), readiness.clone(), shutdown.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let response = respond(&request, &registry, &readiness);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {},
                 () = shutdown.cancelled() => {},
@@ -69,52 +60,25 @@ pub async fn serve(
     }
 }
 
-fn respond(
-    request: &Request<Incoming>,
-    registry: &Registry,
-    readiness: &Readiness,
-) -> Response<Full<Bytes>> {
+fn respond(request: &Request<Incoming>, registry: &Registry, readiness: &Readiness) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "only GET\n".into(),
-        );
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
     }
     match request.uri().path() {
-        "/healthz" => reply(
-            StatusCode::OK,
-            "application/json",
-            r#"{"live":true}"#.into(),
-        ),
+        "/healthz" => reply(StatusCode::OK, "application/json", r#"{"live":true}"#.into()),
         "/readyz" => {
             let (ready, body) = readiness.report();
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             reply(status, "application/json", body)
         }
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            render_metrics(registry),
-        ),
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "routes: /healthz /readyz /metrics\n".into(),
-        ),
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", render_metrics(registry)),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "routes: /healthz /readyz /metrics\n".into()),
     }
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     response
 }

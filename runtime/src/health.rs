@@ -30,11 +30,7 @@ impl Readiness {
 
     /// Records the latest result of one dependency check.
     pub fn set(&self, name: &'static str, ok: bool) {
-        let mut checks = self
-            .inner
-            .checks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut checks = self.inner.checks.lock().unwrap_or_else(PoisonError::into_inner);
         let previous = checks.insert(name, ok);
         if previous != Some(ok) && previous.is_some() {
             if ok {
@@ -56,20 +52,11 @@ impl Readiness {
     /// Whether the service is ready, and a JSON body saying why.
     pub fn report(&self) -> (bool, String) {
         let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
-        let checks = self
-            .inner
-            .checks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let checks = self.inner.checks.lock().unwrap_or_else(PoisonError::into_inner);
         let ready = !shutting_down && checks.values().all(|ok| *ok);
-        let detail: Vec<String> = checks
-            .iter()
-            .map(|(name, ok)| format!("\"{name}\":{ok}"))
-            .collect();
-        let body = format!(
-            "{{\"ready\":{ready},\"shutting_down\":{shutting_down},\"checks\":{{{}}}}}",
-            detail.join(",")
-        );
+        let detail: Vec<String> = checks.iter().map(|(name, ok)| format!("\"{name}\":{ok}")).collect();
+        let body =
+            format!("{{\"ready\":{ready},\"shutting_down\":{shutting_down},\"checks\":{{{}}}}}", detail.join(","));
         (ready, body)
     }
 }

@@ -61,34 +61,19 @@ struct PublisherMetrics {
 impl PublisherMetrics {
     fn register(registry: &Registry) -> prometheus::Result<Self> {
         let outcomes = IntCounterVec::new(
-            Opts::new(
-                "voteflow_kafka_produce_total",
-                "Votes sent to Kafka, by outcome.",
-            ),
+            Opts::new("voteflow_kafka_produce_total", "Votes sent to Kafka, by outcome."),
             &["outcome"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "voteflow_kafka_produce_seconds",
-                "Time from send to Kafka's acknowledgement.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            HistogramOpts::new("voteflow_kafka_produce_seconds", "Time from send to Kafka's acknowledgement.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             &["outcome"],
         )?;
-        let in_flight = IntGauge::new(
-            "voteflow_kafka_in_flight",
-            "Votes sent to Kafka and not yet acknowledged.",
-        )?;
+        let in_flight = IntGauge::new("voteflow_kafka_in_flight", "Votes sent to Kafka and not yet acknowledged.")?;
         registry.register(Box::new(outcomes.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
-        Ok(Self {
-            outcomes,
-            latency,
-            in_flight,
-        })
+        Ok(Self { outcomes, latency, in_flight })
     }
 }
 
@@ -103,11 +88,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(
-        settings: &PublisherSettings,
-        client_id: &str,
-        registry: &Registry,
-    ) -> anyhow::Result<Self> {
+    pub fn new(settings: &PublisherSettings, client_id: &str, registry: &Registry) -> anyhow::Result<Self> {
         let timeout_ms = settings.delivery_timeout_ms.max(1).to_string();
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &settings.kafka.brokers)
@@ -116,10 +97,7 @@ impl Publisher {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", &timeout_ms)
             .set("request.timeout.ms", &timeout_ms)
-            .set(
-                "queue.buffering.max.messages",
-                settings.max_in_flight.max(1).to_string(),
-            )
+            .set("queue.buffering.max.messages", settings.max_in_flight.max(1).to_string())
             .set("linger.ms", settings.linger_ms.to_string())
             .set("compression.type", "lz4")
             .set("reconnect.backoff.max.ms", "1000")
@@ -136,10 +114,7 @@ impl Publisher {
     /// Sends one accepted vote and waits for Kafka's acknowledgement.
     pub async fn publish(&self, record: &AcceptedRecord) -> Result<Acked, PublishError> {
         let Ok(_permit) = self.permits.try_acquire() else {
-            self.metrics
-                .outcomes
-                .with_label_values(&["overloaded"])
-                .inc();
+            self.metrics.outcomes.with_label_values(&["overloaded"]).inc();
             return Err(PublishError::Overloaded);
         };
         let started = Instant::now();
@@ -153,32 +128,26 @@ impl Publisher {
             Err(PublishError::Kafka(_) | PublishError::Closed) => "error",
         };
         self.metrics.outcomes.with_label_values(&[outcome]).inc();
-        self.metrics
-            .latency
-            .with_label_values(&[outcome])
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.latency.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
         if let Err(error) = &result {
             tracing::debug!(%error, vote_id = %record.vote.vote_id(), "vote not acknowledged by Kafka");
         }
         result
     }
 
+    /// Sends a batch concurrently (each vote still takes an in-flight permit) and waits
+    /// for every acknowledgement; one result per record, in order.
+    pub async fn publish_batch(&self, records: &[AcceptedRecord]) -> Vec<Result<Acked, PublishError>> {
+        futures::future::join_all(records.iter().map(|record| self.publish(record))).await
+    }
+
     async fn send(&self, record: &AcceptedRecord) -> Result<Acked, PublishError> {
         let key = record.key();
         let payload = record.encode_payload();
         let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: PATH_HEADER,
-                value: Some(record.path.as_str()),
-            })
-            .insert(Header {
-                key: CONTENT_TYPE_HEADER,
-                value: Some(CONTENT_TYPE),
-            });
-        let kafka_record = FutureRecord::to(&self.topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(headers);
+            .insert(Header { key: PATH_HEADER, value: Some(record.path.as_str()) })
+            .insert(Header { key: CONTENT_TYPE_HEADER, value: Some(CONTENT_TYPE) });
+        let kafka_record = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(headers);
         let delivery = match self.producer.send_result(kafka_record) {
             Ok(delivery) => delivery,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -189,12 +158,10 @@ impl Publisher {
         // librdkafka fails the record itself at message.timeout.ms; the extra second only
         // guards against a lost callback, so no caller ever waits unbounded.
         match tokio::time::timeout(self.delivery_timeout + Duration::from_secs(1), delivery).await {
-            Ok(Ok(Ok(delivered))) => Ok(Acked {
-                partition: delivered.partition,
-                offset: delivered.offset,
-            }),
-            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _))))
-            | Err(_) => Err(PublishError::Timeout(self.delivery_timeout)),
+            Ok(Ok(Ok(delivered))) => Ok(Acked { partition: delivered.partition, offset: delivered.offset }),
+            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) | Err(_) => {
+                Err(PublishError::Timeout(self.delivery_timeout))
+            }
             Ok(Ok(Err((error, _)))) => Err(PublishError::Kafka(error)),
             Ok(Err(_canceled)) => Err(PublishError::Closed),
         }
@@ -205,14 +172,12 @@ impl Publisher {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(1))
-                .is_ok_and(|metadata| {
-                    metadata.topics().iter().any(|t| {
-                        t.name() == &*topic && t.error().is_none() && !t.partitions().is_empty()
-                    })
-                })
+            producer.client().fetch_metadata(Some(&topic), Duration::from_secs(1)).is_ok_and(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == &*topic && t.error().is_none() && !t.partitions().is_empty())
+            })
         })
         .await
         .unwrap_or(false)
@@ -245,14 +210,9 @@ impl Publisher {
 
 /// Creates a topic if it does not exist (tests and local tooling; production topics are
 /// created by the deployment).
-pub async fn ensure_topic(
-    kafka: &KafkaSettings,
-    topic: &str,
-    partitions: i32,
-) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .create()?;
+pub async fn ensure_topic(kafka: &KafkaSettings, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create()?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&new_topic], &options).await? {

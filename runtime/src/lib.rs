@@ -8,10 +8,12 @@
 //! - [`health`]: liveness and readiness, fed by each service's dependency checks.
 //! - [`admin`]: a small HTTP server for `/healthz`, `/readyz` and `/metrics`.
 //! - [`http`]: Rocket plumbing of every HTTP service: errors, body guard, launch.
+//! - [`batch`]: batches of votes: per-vote validation and the JSON report.
 //! - [`front`]: the HTTP front of a producer pair, generic over the hop behind it.
 //! - [`kafka`]: the shared publisher; a vote counts as accepted only once Kafka acked it.
 
 pub mod admin;
+pub mod batch;
 pub mod front;
 pub mod health;
 pub mod http;

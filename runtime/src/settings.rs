@@ -8,11 +8,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaSettings {
     /// Kafka bootstrap servers, comma separated.
-    #[arg(
-        long = "kafka-brokers",
-        env = "KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092"
-    )]
+    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub brokers: String,
     /// Topic that carries accepted votes.
     #[arg(long = "kafka-topic", env = "KAFKA_TOPIC", default_value = "votes")]

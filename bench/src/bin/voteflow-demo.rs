@@ -36,11 +36,7 @@ struct Args {
     redis_url: String,
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "voteflow:")]
     redis_key_prefix: String,
-    #[arg(
-        long,
-        env = "MONGODB_URI",
-        default_value = "mongodb://127.0.0.1:27017/"
-    )]
+    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
     mongodb_uri: String,
     #[arg(long, env = "MONGODB_DATABASE", default_value = "voteflow")]
     mongodb_database: String,
@@ -49,24 +45,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sinks = Sinks::connect(
-        &args.redis_url,
-        &args.redis_key_prefix,
-        &args.mongodb_uri,
-        &args.mongodb_database,
-    )
-    .await
-    .context("Failed to connect to Redis and MongoDB")?;
-    let counted_before = sinks
-        .total()
+    let sinks = Sinks::connect(&args.redis_url, &args.redis_key_prefix, &args.mongodb_uri, &args.mongodb_database)
         .await
-        .context("Failed to read the Redis total")?;
+        .context("Failed to connect to Redis and MongoDB")?;
+    let counted_before = sinks.total().await.context("Failed to read the Redis total")?;
     let run_started = chrono::Utc::now();
 
-    println!(
-        "sending {} votes to {} with {} in flight",
-        args.votes, args.url, args.concurrency
-    );
+    println!("sending {} votes to {} with {} in flight", args.votes, args.url, args.concurrency);
     let report = load::send_votes(&args.url, args.votes, args.concurrency).await?;
     println!(
         "sent {} votes in {:.2} s: {:.0} votes/s; accepted {}, refused {}, no answer {}; latency p50 {:.2} ms, p99 {:.2} ms",
@@ -80,35 +65,19 @@ async fn main() -> anyhow::Result<()> {
         report.percentile(99.0).as_secs_f64() * 1e3,
     );
 
-    let (mut counted, mut logged) = sinks
-        .wait_for(
-            report.accepted,
-            counted_before,
-            run_started,
-            Duration::from_secs(args.wait_secs),
-        )
-        .await?;
+    let (mut counted, mut logged) =
+        sinks.wait_for(report.accepted, counted_before, run_started, Duration::from_secs(args.wait_secs)).await?;
     // Look once more after a pause: a vote counted twice would show up as an overshoot.
     tokio::time::sleep(Duration::from_millis(500)).await;
     counted = counted.max(sinks.total().await?.saturating_sub(counted_before));
     logged = logged.max(sinks.logged_since(run_started).await?);
 
-    println!(
-        "leaderboard (all time, Redis {}leaderboard):",
-        args.redis_key_prefix
-    );
+    println!("leaderboard (all time, Redis {}leaderboard):", args.redis_key_prefix);
     for (place, (band, votes)) in sinks.leaderboard(10).await?.into_iter().enumerate() {
         println!("  {:>2}. {band:<28} {votes:>8}", place + 1);
     }
-    println!(
-        "vote log: {} documents in {}.votes",
-        sinks.logged_total().await?,
-        args.mongodb_database
-    );
-    println!(
-        "accepted={} counted={counted} logged={logged}",
-        report.accepted
-    );
+    println!("vote log: {} documents in {}.votes", sinks.logged_total().await?, args.mongodb_database);
+    println!("accepted={} counted={counted} logged={logged}", report.accepted);
     let all_well = report.accepted > 0 && report.accepted == counted && counted == logged;
     if !all_well {
         eprintln!("[demo] FAILED: every accepted vote must be counted once and logged once");

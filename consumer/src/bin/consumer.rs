@@ -11,10 +11,9 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&settings.log);
     let deadline = settings.shutdown_deadline();
     let shutdown = shutdown::on_signal();
-    let running =
-        voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())
-            .await
-            .context("Failed to start the consumer")?;
+    let running = voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())
+        .await
+        .context("Failed to start the consumer")?;
     tracing::info!(admin = %running.admin_addr, "consumer admin endpoints listening");
     let mut stopped = running.stopped;
     tokio::select! {
@@ -25,10 +24,7 @@ async fn main() -> anyhow::Result<()> {
     match tokio::time::timeout(deadline + std::time::Duration::from_secs(2), stopped).await {
         Ok(result) => result.context("consumer task failed")?,
         Err(_) => {
-            tracing::error!(
-                ?deadline,
-                "consumer did not drain within the deadline; exiting"
-            );
+            tracing::error!(?deadline, "consumer did not drain within the deadline; exiting");
             Ok(())
         }
     }

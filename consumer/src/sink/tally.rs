@@ -51,10 +51,7 @@ impl Tally {
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
         let connection = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self {
-            connection,
-            keys: TallyKeys::new(key_prefix),
-        })
+        Ok(Self { connection, keys: TallyKeys::new(key_prefix) })
     }
 
     /// Adds a batch of votes to every counter in one atomic round trip.
@@ -72,9 +69,7 @@ impl Tally {
             *by_path.entry(consumed.record.path.as_str()).or_default() += 1;
         }
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .incr(&self.keys.total, batch.len() as i64)
-            .ignore();
+        pipe.atomic().incr(&self.keys.total, batch.len() as i64).ignore();
         for (band, votes) in &by_band {
             pipe.hincr(&self.keys.by_band, band, *votes).ignore();
             pipe.zincr(&self.keys.leaderboard, band, *votes).ignore();

@@ -24,16 +24,10 @@ impl VoteLog {
     /// Connects lazily (the driver reconnects by itself) and names the collection.
     pub async fn connect(uri: &str, database: &str) -> mongodb::error::Result<Self> {
         let mut options = ClientOptions::parse(uri).await?;
-        options
-            .app_name
-            .get_or_insert_with(|| "voteflow-consumer".to_owned());
-        options
-            .server_selection_timeout
-            .get_or_insert(std::time::Duration::from_secs(5));
+        options.app_name.get_or_insert_with(|| "voteflow-consumer".to_owned());
+        options.server_selection_timeout.get_or_insert(std::time::Duration::from_secs(5));
         let client = Client::with_options(options)?;
-        Ok(Self {
-            votes: client.database(database).collection(COLLECTION),
-        })
+        Ok(Self { votes: client.database(database).collection(COLLECTION) })
     }
 
     /// Creates the indexes the dashboards and audits query by, when missing. Existing
@@ -53,9 +47,7 @@ impl VoteLog {
         ] {
             if !existing.iter().any(|index| index == name) {
                 let options = IndexOptions::builder().name(name.to_owned()).build();
-                self.votes
-                    .create_index(IndexModel::builder().keys(keys).options(options).build())
-                    .await?;
+                self.votes.create_index(IndexModel::builder().keys(keys).options(options).build()).await?;
             }
         }
         Ok(())
@@ -66,12 +58,7 @@ impl VoteLog {
         if batch.is_empty() {
             return Ok(0);
         }
-        match self
-            .votes
-            .insert_many(batch.iter().map(document))
-            .ordered(false)
-            .await
-        {
+        match self.votes.insert_many(batch.iter().map(document)).ordered(false).await {
             Ok(_) => Ok(0),
             Err(error) => only_duplicates(&error).ok_or(error),
         }
@@ -83,10 +70,7 @@ fn only_duplicates(error: &mongodb::error::Error) -> Option<usize> {
     match error.kind.as_ref() {
         ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
             let errors = failure.write_errors.as_deref().unwrap_or_default();
-            errors
-                .iter()
-                .all(|e| e.code == DUPLICATE_KEY)
-                .then_some(errors.len())
+            errors.iter().all(|e| e.code == DUPLICATE_KEY).then_some(errors.len())
         }
         ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => Some(1),
         _ => None,

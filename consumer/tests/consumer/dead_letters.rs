@@ -16,9 +16,7 @@ fn read_dead_letters(topic: &TestTopic, expected: usize) -> Vec<(Vec<u8>, String
         .create()
         .unwrap();
     let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&format!("{}.dlq", topic.name), 0, Offset::Beginning)
-        .unwrap();
+    assignment.add_partition_offset(&format!("{}.dlq", topic.name), 0, Offset::Beginning).unwrap();
     consumer.assign(&assignment).unwrap();
     let mut found = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -26,11 +24,7 @@ fn read_dead_letters(topic: &TestTopic, expected: usize) -> Vec<(Vec<u8>, String
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
             let reason = message
                 .headers()
-                .and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == REASON_HEADER)
-                        .and_then(|h| h.value)
-                })
+                .and_then(|h| h.iter().find(|h| h.key == REASON_HEADER).and_then(|h| h.value))
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default();
             found.push((message.payload().unwrap_or_default().to_vec(), reason));
@@ -46,17 +40,9 @@ async fn undecodable_records_go_to_the_dlq_and_the_consumer_keeps_going() {
     let consumer = TestConsumer::start(&topic, &format!("test_{}", unique_id())).await;
 
     // Act: garbage, a good vote on a path nobody has, then a valid vote.
-    topic
-        .send("junk", b"\xff\x00not protobuf", Some("rest"))
-        .await;
+    topic.send("junk", b"\xff\x00not protobuf", Some("rest")).await;
     let valid = topic.send_vote("Portishead").await;
-    topic
-        .send(
-            &valid.key(),
-            &valid.encode_payload(),
-            Some("carrier-pigeon"),
-        )
-        .await;
+    topic.send(&valid.key(), &valid.encode_payload(), Some("carrier-pigeon")).await;
     topic.send_vote("Massive Attack").await;
 
     // Assert
@@ -64,10 +50,7 @@ async fn undecodable_records_go_to_the_dlq_and_the_consumer_keeps_going() {
     assert_eq!(consumer.logged().await, 2);
     let dead = read_dead_letters(&topic, 2);
     assert_eq!(dead.len(), 2, "both bad records are in the DLQ");
-    assert_eq!(
-        dead[0].0, b"\xff\x00not protobuf",
-        "the payload is kept unchanged"
-    );
+    assert_eq!(dead[0].0, b"\xff\x00not protobuf", "the payload is kept unchanged");
     assert!(dead[0].1.contains("protobuf"), "reason: {}", dead[0].1);
     assert!(dead[1].1.contains("voteflow-path"), "reason: {}", dead[1].1);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -35,57 +35,32 @@ impl TestTopic {
         voteflow_runtime::telemetry::init_for_tests();
         let brokers = env_or("KAFKA_BROKERS", "127.0.0.1:9092");
         let name = format!("test-{}.votes", unique_id());
-        let kafka = KafkaSettings {
-            brokers: brokers.clone(),
-            topic: name.clone(),
-        };
-        ensure_topic(&kafka, &name, 3)
-            .await
-            .expect("create the test topic");
-        ensure_topic(&kafka, &format!("{name}.dlq"), 1)
-            .await
-            .expect("create the DLQ topic");
-        let producer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
-        Self {
-            name,
-            brokers,
-            producer,
-        }
+        let kafka = KafkaSettings { brokers: brokers.clone(), topic: name.clone() };
+        ensure_topic(&kafka, &name, 3).await.expect("create the test topic");
+        ensure_topic(&kafka, &format!("{name}.dlq"), 1).await.expect("create the DLQ topic");
+        let producer = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+        Self { name, brokers, producer }
     }
 
     pub(crate) async fn send(&self, key: &str, payload: &[u8], path: Option<&str>) {
         let mut headers = OwnedHeaders::new();
         if let Some(path) = path {
-            headers = headers.insert(Header {
-                key: PATH_HEADER,
-                value: Some(path),
-            });
+            headers = headers.insert(Header { key: PATH_HEADER, value: Some(path) });
         }
-        let record = FutureRecord::to(&self.name)
-            .key(key)
-            .payload(payload)
-            .headers(headers);
-        self.producer
-            .send(record, Duration::from_secs(5))
-            .await
-            .expect("Kafka acknowledged");
+        let record = FutureRecord::to(&self.name).key(key).payload(payload).headers(headers);
+        self.producer.send(record, Duration::from_secs(5)).await.expect("Kafka acknowledged");
     }
 
     pub(crate) async fn send_vote(&self, band: &str) -> AcceptedRecord {
-        let json: VoteJson = serde_json::from_value(
-            serde_json::json!({"band": band, "album": "Test Album", "year": 2000, "rank": 5}),
-        )
-        .unwrap();
+        let json: VoteJson =
+            serde_json::from_value(serde_json::json!({"band": band, "album": "Test Album", "year": 2000, "rank": 5}))
+                .unwrap();
         let record = AcceptedRecord {
             vote: Vote::try_from(json).unwrap(),
             accepted_at: chrono::Utc::now(),
             path: VotePath::Rest,
         };
-        self.send(&record.key(), &record.encode_payload(), Some("rest"))
-            .await;
+        self.send(&record.key(), &record.encode_payload(), Some("rest")).await;
         record
     }
 }
@@ -128,27 +103,13 @@ impl TestConsumer {
         voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())
             .await
             .expect("start the consumer");
-        let redis = redis::Client::open(redis_url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let redis = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
         let mongo = mongodb::Client::with_uri_str(&mongodb_uri).await.unwrap();
-        Self {
-            keys: TallyKeys::new(&prefix),
-            votes: mongo.database(database).collection("votes"),
-            redis,
-            shutdown,
-        }
+        Self { keys: TallyKeys::new(&prefix), votes: mongo.database(database).collection("votes"), redis, shutdown }
     }
 
     pub(crate) async fn total(&self) -> i64 {
-        self.redis
-            .clone()
-            .get::<_, Option<i64>>(&self.keys.total)
-            .await
-            .unwrap()
-            .unwrap_or(0)
+        self.redis.clone().get::<_, Option<i64>>(&self.keys.total).await.unwrap().unwrap_or(0)
     }
 
     pub(crate) async fn logged(&self) -> u64 {

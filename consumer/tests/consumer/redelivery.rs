@@ -21,10 +21,6 @@ async fn records_delivered_twice_are_logged_once() {
     let second = TestConsumer::start(&topic, &database).await;
 
     // Assert
-    assert_eq!(
-        second.wait_for_total(25, Duration::from_secs(30)).await,
-        25,
-        "the second group saw every record"
-    );
+    assert_eq!(second.wait_for_total(25, Duration::from_secs(30)).await, 25, "the second group saw every record");
     assert_eq!(second.logged().await, 25, "no document was written twice");
 }

@@ -9,10 +9,7 @@ use crate::helpers::TestPipeline;
 
 async fn refused(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
-    let body = response
-        .json::<serde_json::Value>()
-        .await
-        .expect("a JSON error body");
+    let body = response.json::<serde_json::Value>().await.expect("a JSON error body");
     (status, body)
 }
 
@@ -35,18 +32,10 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
 
     // Act + Assert: every kind of bad input, each with its status, code and field.
     let (status, body) = refused(pipeline.post_raw(json, "{\"band\": \"Pulp\", ").await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("malformed_json")),
-        "{body}"
-    );
+    assert_eq!((status, body["error"].as_str()), (400, Some("malformed_json")), "{body}");
 
     let (status, body) = refused(pipeline.post_raw(json, "[]").await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (422, Some("invalid_body")),
-        "{body}"
-    );
+    assert_eq!((status, body["error"].as_str()), (422, Some("invalid_body")), "{body}");
 
     for (vote, field) in [
         (with("year", json!([1995])), "year"),
@@ -55,17 +44,11 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
         (with("album", json!({"title": "x"})), "album"),
     ] {
         let (status, body) = refused(pipeline.post_vote(&vote).await).await;
-        assert_eq!(
-            (status, body["error"].as_str(), body["field"].as_str()),
-            (422, Some("wrong_type"), Some(field))
-        );
+        assert_eq!((status, body["error"].as_str(), body["field"].as_str()), (422, Some("wrong_type"), Some(field)));
     }
     for field in ["band", "album", "year", "rank"] {
         let (status, body) = refused(pipeline.post_vote(&without(field)).await).await;
-        assert_eq!(
-            (status, body["error"].as_str(), body["field"].as_str()),
-            (422, Some("missing_field"), Some(field))
-        );
+        assert_eq!((status, body["error"].as_str(), body["field"].as_str()), (422, Some("missing_field"), Some(field)));
     }
     for (vote, field) in [
         (with("vote_id", json!("not-a-uuid")), "vote_id"),
@@ -75,32 +58,16 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
         (with("cast_at", json!("last tuesday")), "cast_at"),
     ] {
         let (status, body) = refused(pipeline.post_vote(&vote).await).await;
-        assert_eq!(
-            (status, body["error"].as_str(), body["field"].as_str()),
-            (422, Some("invalid_field"), Some(field))
-        );
+        assert_eq!((status, body["error"].as_str(), body["field"].as_str()), (422, Some("invalid_field"), Some(field)));
         assert!(body["message"].as_str().unwrap().contains(field), "{body}");
     }
 
     let one_megabyte = format!("{{\"band\": \"{}\"}}", "x".repeat(1024 * 1024));
     let (status, body) = refused(pipeline.post_raw(json, one_megabyte).await).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (413, Some("body_too_large")),
-        "{body}"
-    );
+    assert_eq!((status, body["error"].as_str()), (413, Some("body_too_large")), "{body}");
 
-    let (status, body) = refused(
-        pipeline
-            .post_raw(Some("text/plain"), valid.to_string())
-            .await,
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (415, Some("unsupported_media_type")),
-        "{body}"
-    );
+    let (status, body) = refused(pipeline.post_raw(Some("text/plain"), valid.to_string()).await).await;
+    assert_eq!((status, body["error"].as_str()), (415, Some("unsupported_media_type")), "{body}");
     let (status, _) = refused(pipeline.post_raw(None, valid.to_string()).await).await;
     assert_eq!(status, 415);
 
@@ -110,9 +77,5 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((counted, logged), (1, 1));
     assert_eq!(pipeline.total().await, 1);
-    assert_eq!(
-        pipeline.kafka_records(),
-        1,
-        "only the valid vote reached Kafka"
-    );
+    assert_eq!(pipeline.kafka_records(), 1, "only the valid vote reached Kafka");
 }

@@ -32,10 +32,7 @@ fn vote(band: &str, album: &str, i: usize) -> serde_json::Value {
 async fn votes_through_rest_client_are_counted_and_logged_exactly_once() {
     // Arrange
     let pipeline = TestPipeline::spawn().await;
-    let votes: Vec<_> = BANDS
-        .iter()
-        .flat_map(|(band, album, n)| (0..*n).map(move |i| vote(band, album, i)))
-        .collect();
+    let votes: Vec<_> = BANDS.iter().flat_map(|(band, album, n)| (0..*n).map(move |i| vote(band, album, i))).collect();
     let sent = votes.len() as i64;
 
     // Act
@@ -44,10 +41,7 @@ async fn votes_through_rest_client_are_counted_and_logged_exactly_once() {
             let pipeline = &pipeline;
             async move {
                 let response = pipeline.post_vote(&vote).await;
-                (
-                    response.status().as_u16(),
-                    response.json::<serde_json::Value>().await.unwrap(),
-                )
+                (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
             }
         })
         .buffer_unordered(16)
@@ -59,41 +53,21 @@ async fn votes_through_rest_client_are_counted_and_logged_exactly_once() {
         assert_eq!(*status, 202, "{body}");
         assert!(uuid::Uuid::try_parse(body["vote_id"].as_str().unwrap()).is_ok());
     }
-    let (counted, logged) = pipeline
-        .wait_for_counted(sent, Duration::from_secs(60))
-        .await;
+    let (counted, logged) = pipeline.wait_for_counted(sent, Duration::from_secs(60)).await;
     assert_eq!(counted, sent);
     assert_eq!(logged, sent as u64);
     assert_eq!(pipeline.kafka_records(), sent);
 
-    let expected: HashMap<String, i64> = BANDS
-        .iter()
-        .map(|(band, _, n)| (band.to_string(), *n as i64))
-        .collect();
+    let expected: HashMap<String, i64> = BANDS.iter().map(|(band, _, n)| (band.to_string(), *n as i64)).collect();
     assert_eq!(pipeline.band_counts().await, expected);
 
-    let document = pipeline
-        .votes
-        .find_one(doc! { "band": "Björk" })
-        .await
-        .unwrap()
-        .expect("a logged vote");
-    assert!(
-        document.get_datetime("accepted_at").is_ok(),
-        "accepted_at is a BSON date: {document}"
-    );
+    let document = pipeline.votes.find_one(doc! { "band": "Björk" }).await.unwrap().expect("a logged vote");
+    assert!(document.get_datetime("accepted_at").is_ok(), "accepted_at is a BSON date: {document}");
     assert_eq!(document.get_str("path").unwrap(), "rest");
     assert_eq!(document.get_str("album").unwrap(), "Homogenic");
     assert!(document.get_i64("kafka_offset").is_ok());
-    let with_cast_at = pipeline
-        .votes
-        .count_documents(doc! { "cast_at": { "$type": "date" } })
-        .await
-        .unwrap();
-    assert_eq!(
-        with_cast_at as usize,
-        BANDS.iter().map(|(_, _, n)| n / 3).sum::<usize>()
-    );
+    let with_cast_at = pipeline.votes.count_documents(doc! { "cast_at": { "$type": "date" } }).await.unwrap();
+    assert_eq!(with_cast_at as usize, BANDS.iter().map(|(_, _, n)| n / 3).sum::<usize>());
     // Give a late duplicate the chance to show up before the final check.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(pipeline.total().await, sent);

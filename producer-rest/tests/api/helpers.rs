@@ -31,10 +31,7 @@ pub(crate) struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            server_brokers: None,
-            delivery_timeout_ms: 2000,
-        }
+        Self { server_brokers: None, delivery_timeout_ms: 2000 }
     }
 }
 
@@ -69,16 +66,9 @@ impl TestPipeline {
         let topic = format!("test-{id}.votes");
         let database = format!("test_{id}");
         let prefix = format!("test:{id}:");
-        let kafka = KafkaSettings {
-            brokers: brokers.clone(),
-            topic: topic.clone(),
-        };
-        ensure_topic(&kafka, &topic, PARTITIONS)
-            .await
-            .expect("create the test topic");
-        ensure_topic(&kafka, &format!("{topic}.dlq"), 1)
-            .await
-            .expect("create the test DLQ topic");
+        let kafka = KafkaSettings { brokers: brokers.clone(), topic: topic.clone() };
+        ensure_topic(&kafka, &topic, PARTITIONS).await.expect("create the test topic");
+        ensure_topic(&kafka, &format!("{topic}.dlq"), 1).await.expect("create the test DLQ topic");
         let shutdown = CancellationToken::new();
 
         let server_brokers = options.server_brokers.unwrap_or_else(|| brokers.clone());
@@ -90,30 +80,19 @@ impl TestPipeline {
             &format!("--delivery-timeout-ms={}", options.delivery_timeout_ms),
         ])
         .unwrap();
-        let rest_server = server::launch(
-            &server_settings,
-            prometheus::Registry::new(),
-            shutdown.clone(),
-        )
-        .await
-        .expect("start rest-server");
+        let rest_server = server::launch(&server_settings, prometheus::Registry::new(), shutdown.clone())
+            .await
+            .expect("start rest-server");
         let client_settings = ClientSettings::try_parse_from([
             "rest-client",
             "--listen=127.0.0.1:0",
             &format!("--server-url=http://{}", rest_server.addr),
-            &format!(
-                "--upstream-timeout-ms={}",
-                options.delivery_timeout_ms + 1000
-            ),
+            &format!("--upstream-timeout-ms={}", options.delivery_timeout_ms + 1000),
         ])
         .unwrap();
-        let front = client::launch(
-            &client_settings,
-            prometheus::Registry::new(),
-            shutdown.clone(),
-        )
-        .await
-        .expect("start rest-client");
+        let front = client::launch(&client_settings, prometheus::Registry::new(), shutdown.clone())
+            .await
+            .expect("start rest-client");
         let consumer_settings = ConsumerSettings::try_parse_from([
             "consumer",
             &format!("--kafka-brokers={brokers}"),
@@ -127,22 +106,14 @@ impl TestPipeline {
             "--admin-listen=127.0.0.1:0",
         ])
         .unwrap();
-        voteflow_consumer::launch(
-            consumer_settings,
-            prometheus::Registry::new(),
-            shutdown.clone(),
-        )
-        .await
-        .expect("start the consumer");
+        voteflow_consumer::launch(consumer_settings, prometheus::Registry::new(), shutdown.clone())
+            .await
+            .expect("start the consumer");
         tokio::spawn(async move {
             let _ = rest_server.stopped().await;
         });
 
-        let redis = redis::Client::open(redis_url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let redis = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
         let mongo = mongodb::Client::with_uri_str(&mongodb_uri).await.unwrap();
         Self {
             front_url: format!("http://{}", front.addr),
@@ -157,12 +128,7 @@ impl TestPipeline {
     }
 
     pub(crate) async fn post_vote(&self, vote: &serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/votes", self.front_url))
-            .json(vote)
-            .send()
-            .await
-            .expect("rest-client answers")
+        self.http.post(format!("{}/votes", self.front_url)).json(vote).send().await.expect("rest-client answers")
     }
 
     pub(crate) async fn post_raw(
@@ -170,10 +136,7 @@ impl TestPipeline {
         content_type: Option<&str>,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(format!("{}/votes", self.front_url))
-            .body(body);
+        let mut request = self.http.post(format!("{}/votes", self.front_url)).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
@@ -181,20 +144,11 @@ impl TestPipeline {
     }
 
     pub(crate) async fn total(&self) -> i64 {
-        self.redis
-            .clone()
-            .get::<_, Option<i64>>(&self.keys.total)
-            .await
-            .unwrap()
-            .unwrap_or(0)
+        self.redis.clone().get::<_, Option<i64>>(&self.keys.total).await.unwrap().unwrap_or(0)
     }
 
     pub(crate) async fn band_counts(&self) -> HashMap<String, i64> {
-        self.redis
-            .clone()
-            .hgetall(&self.keys.by_band)
-            .await
-            .unwrap()
+        self.redis.clone().hgetall(&self.keys.by_band).await.unwrap()
     }
 
     pub(crate) async fn logged(&self) -> u64 {
@@ -216,15 +170,12 @@ impl TestPipeline {
 
     /// How many records the test topic holds, summed over partitions.
     pub(crate) fn kafka_records(&self) -> i64 {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create()
-            .unwrap();
+        let consumer: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &self.brokers).create().unwrap();
         (0..PARTITIONS)
             .map(|partition| {
-                let (low, high) = consumer
-                    .fetch_watermarks(&self.topic, partition, Duration::from_secs(5))
-                    .expect("watermarks");
+                let (low, high) =
+                    consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(5)).expect("watermarks");
                 high - low
             })
             .sum()

@@ -22,39 +22,20 @@ async fn rest_client_answers_503_with_retry_after_when_kafka_is_down() {
 
     // Act
     let started = Instant::now();
-    let response = pipeline
-        .post_vote(&json!({"band": "Muse", "album": "Origin of Symmetry", "year": 2001, "rank": 9}))
-        .await;
+    let response =
+        pipeline.post_vote(&json!({"band": "Muse", "album": "Origin of Symmetry", "year": 2001, "rank": 9})).await;
     let waited = started.elapsed();
 
     // Assert
     assert_eq!(response.status().as_u16(), 503);
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "kafka_unavailable", "{body}");
     // The bound, plus the publisher's one-second guard, plus scheduling slack.
-    assert!(
-        waited < bound + Duration::from_millis(2500),
-        "answered after {waited:?}"
-    );
+    assert!(waited < bound + Duration::from_millis(2500), "answered after {waited:?}");
 
-    let ready = pipeline
-        .http
-        .get(format!("{}/readyz", pipeline.front_url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        ready.status().as_u16(),
-        503,
-        "the front is not ready while its server cannot reach Kafka"
-    );
+    let ready = pipeline.http.get(format!("{}/readyz", pipeline.front_url)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "the front is not ready while its server cannot reach Kafka");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(pipeline.total().await, 0);

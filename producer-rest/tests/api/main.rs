@@ -3,6 +3,7 @@
 //! its own topic, consumer group, MongoDB database and Redis key prefix.
 
 mod bad_input;
+mod batch;
 mod end_to_end;
 mod helpers;
 mod kafka_down;

@@ -20,9 +20,7 @@ async fn rest_client_answers_503_quickly_when_rest_server_is_unreachable() {
     ])
     .unwrap();
     let shutdown = CancellationToken::new();
-    let front = client::launch(&settings, prometheus::Registry::new(), shutdown.clone())
-        .await
-        .unwrap();
+    let front = client::launch(&settings, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
     let http = reqwest::Client::new();
 
     // Act
@@ -37,48 +35,17 @@ async fn rest_client_answers_503_quickly_when_rest_server_is_unreachable() {
 
     // Assert
     assert_eq!(response.status().as_u16(), 503);
-    assert_eq!(
-        response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()),
-        Some("1")
-    );
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "upstream_unavailable", "{body}");
-    assert!(
-        waited < Duration::from_secs(2),
-        "a refused connection is answered at once, took {waited:?}"
-    );
-    let ready = http
-        .get(format!("http://{}/readyz", front.addr))
-        .send()
-        .await
-        .unwrap();
+    assert!(waited < Duration::from_secs(2), "a refused connection is answered at once, took {waited:?}");
+    let ready = http.get(format!("http://{}/readyz", front.addr)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
-    let health = http
-        .get(format!("http://{}/healthz", front.addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        health.status().as_u16(),
-        200,
-        "alive even when the next hop is not"
-    );
+    let health = http.get(format!("http://{}/healthz", front.addr)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "alive even when the next hop is not");
 
     // Shutdown stops the server.
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), front.stopped)
-        .await
-        .expect("stops in time")
-        .unwrap()
-        .unwrap();
-    assert!(
-        http.get(format!("http://{}/healthz", front.addr))
-            .send()
-            .await
-            .is_err(),
-        "no longer accepting"
-    );
+    tokio::time::timeout(Duration::from_secs(10), front.stopped).await.expect("stops in time").unwrap().unwrap();
+    assert!(http.get(format!("http://{}/healthz", front.addr)).send().await.is_err(), "no longer accepting");
 }

@@ -1,4 +1,4 @@
-//! The request-body guard of `POST /votes`: checks the content type, reads at most the
+//! The request-body guards of `POST /votes` and `POST /votes/batch`: checks the content type, reads at most the
 //! configured number of bytes, parses JSON and validates the vote. Each failure becomes
 //! an [`ApiError`] that names the problem; nothing has been sent anywhere yet.
 
@@ -7,31 +7,43 @@ use rocket::data::{ByteUnit, Data, FromData, Outcome};
 use voteflow_proto::{Vote, VoteJson};
 
 use super::error::ApiError;
+use crate::batch::ItemError;
 
-/// Largest accepted request body, managed as Rocket state by each HTTP service.
+/// Request-body bounds, managed as Rocket state by each HTTP service.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub u64);
+pub struct BodyLimits {
+    /// Bytes of a single vote's body.
+    pub vote_bytes: u64,
+    /// Bytes of a batch's body.
+    pub batch_bytes: u64,
+    /// Votes in one batch.
+    pub batch_votes: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self { vote_bytes: 16 * 1024, batch_bytes: 1024 * 1024, batch_votes: 1000 }
+    }
+}
+
+fn limits(request: &Request<'_>) -> BodyLimits {
+    request.rocket().state::<BodyLimits>().copied().unwrap_or_default()
+}
 
 /// A validated vote from a JSON request body.
 #[derive(Debug)]
 pub struct VoteBody(pub Vote);
 
-/// Reads the whole body, up to the limit, after checking it claims to be JSON.
-pub async fn read_json_body<'r>(
-    request: &'r Request<'_>,
-    data: Data<'r>,
-) -> Result<Vec<u8>, ApiError> {
+/// A batch from a JSON array body, each vote validated on its own.
+#[derive(Debug)]
+pub struct BatchBody(pub Vec<Result<Vote, ItemError>>);
+
+/// Reads the whole body, up to `limit` bytes, after checking it claims to be JSON.
+pub async fn read_json_body<'r>(request: &'r Request<'_>, data: Data<'r>, limit: u64) -> Result<Vec<u8>, ApiError> {
     if !request.content_type().is_some_and(|ct| ct.is_json()) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let limit = request
-        .rocket()
-        .state::<BodyLimit>()
-        .map_or(16 * 1024, |limit| limit.0);
-    let declared = request
-        .headers()
-        .get_one("Content-Length")
-        .and_then(|len| len.parse::<u64>().ok());
+    let declared = request.headers().get_one("Content-Length").and_then(|len| len.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::BodyTooLarge { limit });
     }
@@ -47,10 +59,7 @@ pub async fn read_json_body<'r>(
 }
 
 /// Parses one JSON value, telling broken JSON (400) from JSON of the wrong shape (422).
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    expected: &str,
-) -> Result<T, ApiError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|error| {
         if error.is_data() {
             ApiError::InvalidBody(format!("body must be {expected}: {error}"))
@@ -63,10 +72,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
 /// Parses and validates one vote from JSON bytes.
 pub fn parse_vote(bytes: &[u8]) -> Result<Vote, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some()
-        && first != Some(&b'{')
-        && serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
-    {
+    if first.is_some() && first != Some(&b'{') && serde_json::from_slice::<serde_json::Value>(bytes).is_ok() {
         return Err(ApiError::InvalidBody("body must be a JSON object".into()));
     }
     let json: VoteJson = parse_json(bytes, "a JSON object")?;
@@ -78,12 +84,29 @@ impl<'r> FromData<'r> for VoteBody {
     type Error = ApiError;
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        let result = match read_json_body(request, data).await {
+        let result = match read_json_body(request, data, limits(request).vote_bytes).await {
             Ok(bytes) => parse_vote(&bytes),
             Err(error) => Err(error),
         };
         match result {
             Ok(vote) => Outcome::Success(VoteBody(vote)),
+            Err(error) => Outcome::Error((error.status(), error)),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for BatchBody {
+    type Error = ApiError;
+
+    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+        let limits = limits(request);
+        let result = match read_json_body(request, data, limits.batch_bytes).await {
+            Ok(bytes) => crate::batch::parse_batch(&bytes, limits.batch_votes),
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(items) => Outcome::Success(BatchBody(items)),
             Err(error) => Outcome::Error((error.status(), error)),
         }
     }
@@ -95,26 +118,13 @@ mod tests {
 
     #[test]
     fn broken_json_is_malformed_and_wrong_shapes_are_invalid() {
-        assert!(matches!(
-            parse_vote(b"{\"band\": "),
-            Err(ApiError::MalformedJson(_))
-        ));
+        assert!(matches!(parse_vote(b"{\"band\": "), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse_vote(b""), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(
-            parse_vote(b"[1, 2]"),
-            Err(ApiError::InvalidBody(_))
-        ));
-        assert!(matches!(
-            parse_vote(b"\"vote\""),
-            Err(ApiError::InvalidBody(_))
-        ));
+        assert!(matches!(parse_vote(b"[1, 2]"), Err(ApiError::InvalidBody(_))));
+        assert!(matches!(parse_vote(b"\"vote\""), Err(ApiError::InvalidBody(_))));
         let duplicate = br#"{"band": "a", "name": "b", "album": "c", "year": 2000, "rank": 1}"#;
-        assert!(matches!(
-            parse_vote(duplicate),
-            Err(ApiError::InvalidBody(_))
-        ));
-        let ok =
-            br#"{"name": "Oasis", "album": "Definitely Maybe", "year": "1994", "rank": "9.5"}"#;
+        assert!(matches!(parse_vote(duplicate), Err(ApiError::InvalidBody(_))));
+        let ok = br#"{"name": "Oasis", "album": "Definitely Maybe", "year": "1994", "rank": "9.5"}"#;
         assert_eq!(parse_vote(ok).unwrap().band(), "Oasis");
     }
 }

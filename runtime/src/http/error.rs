@@ -24,6 +24,8 @@ pub enum ApiError {
     BodyTooLarge { limit: u64 },
     #[error("{0}")]
     InvalidBody(String),
+    #[error("a batch holds at most {limit} votes, got {got}")]
+    TooManyVotes { limit: usize, got: usize },
     #[error(transparent)]
     InvalidVote(#[from] VoteError),
     #[error("vote not accepted: {0}")]
@@ -34,11 +36,7 @@ pub enum ApiError {
     NextHopBroken(String),
     /// An answer of the next hop, relayed unchanged (it already has the JSON shape).
     #[error("next hop answered {status}")]
-    Relayed {
-        status: u16,
-        body: String,
-        retry_after: Option<String>,
-    },
+    Relayed { status: u16, body: String, retry_after: Option<String> },
     #[error("{0}")]
     Status(Status),
 }
@@ -56,15 +54,11 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => Status::BadRequest,
             ApiError::UnsupportedMediaType => Status::UnsupportedMediaType,
-            ApiError::BodyTooLarge { .. } => Status::PayloadTooLarge,
+            ApiError::BodyTooLarge { .. } | ApiError::TooManyVotes { .. } => Status::PayloadTooLarge,
             ApiError::InvalidBody(_) | ApiError::InvalidVote(_) => Status::UnprocessableEntity,
-            ApiError::NotAccepted(_) | ApiError::NextHopUnavailable(_) => {
-                Status::ServiceUnavailable
-            }
+            ApiError::NotAccepted(_) | ApiError::NextHopUnavailable(_) => Status::ServiceUnavailable,
             ApiError::NextHopBroken(_) => Status::BadGateway,
-            ApiError::Relayed { status, .. } => {
-                Status::from_code(*status).unwrap_or(Status::BadGateway)
-            }
+            ApiError::Relayed { status, .. } => Status::from_code(*status).unwrap_or(Status::BadGateway),
             ApiError::Status(status) => *status,
         }
     }
@@ -75,6 +69,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::TooManyVotes { .. } => "batch_too_large",
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::InvalidVote(error) => error.problem.code(),
             ApiError::NotAccepted(PublishError::Overloaded) => "overloaded",
@@ -113,11 +108,7 @@ impl ApiError {
             ApiError::Status(status) => status.reason_lossy().to_owned(),
             other => other.to_string(),
         };
-        let body = ErrorBody {
-            error: self.code(),
-            field: self.field(),
-            message,
-        };
+        let body = ErrorBody { error: self.code(), field: self.field(), message };
         serde_json::to_string(&body).unwrap_or_else(|_| r#"{"error":"internal"}"#.to_owned())
     }
 }
@@ -132,10 +123,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
         }
         let body = self.body();
         let mut response = Response::build();
-        response
-            .status(status)
-            .header(ContentType::JSON)
-            .sized_body(body.len(), Cursor::new(body));
+        response.status(status).header(ContentType::JSON).sized_body(body.len(), Cursor::new(body));
         if let Some(retry_after) = self.retry_after() {
             response.header(Header::new("Retry-After", retry_after));
         }
@@ -149,8 +137,7 @@ mod tests {
 
     #[test]
     fn vote_errors_name_their_field() {
-        let vote_error =
-            voteflow_proto::Vote::try_from(voteflow_proto::pb::Vote::default()).unwrap_err();
+        let vote_error = voteflow_proto::Vote::try_from(voteflow_proto::pb::Vote::default()).unwrap_err();
         let error = ApiError::from(vote_error);
         assert_eq!(error.status(), Status::UnprocessableEntity);
         let body: serde_json::Value = serde_json::from_str(&error.body()).unwrap();

@@ -21,15 +21,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::render_metrics;
 use crate::health::Readiness;
-pub use body::{BodyLimit, VoteBody};
+pub use body::{BatchBody, BodyLimits, VoteBody};
 pub use error::ApiError;
 
 /// How an HTTP service of voteflow serves.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpSettings {
-    /// Largest accepted request body in bytes; larger bodies get 413.
+    /// Largest accepted body of a single vote, in bytes; larger bodies get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: u64,
+    /// Largest accepted body of `POST /votes/batch`, in bytes; larger bodies get 413.
+    #[arg(long, env = "MAX_BATCH_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_batch_body_bytes: u64,
+    /// Most votes in one batch; more get 413.
+    #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000)]
+    pub batch_max_votes: usize,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u32,
@@ -61,13 +67,17 @@ pub fn with_common(
     rocket: Rocket<Build>,
     registry: Registry,
     readiness: Readiness,
-    body_limit: u64,
+    settings: &HttpSettings,
 ) -> anyhow::Result<Rocket<Build>> {
     let metrics = RequestMetrics::register(&registry)?;
     Ok(rocket
         .manage(registry)
         .manage(readiness)
-        .manage(BodyLimit(body_limit))
+        .manage(BodyLimits {
+            vote_bytes: settings.max_body_bytes,
+            batch_bytes: settings.max_batch_body_bytes,
+            batch_votes: settings.batch_max_votes,
+        })
         .mount("/", routes![healthz, readyz, metrics])
         .register("/", catchers![json_catcher])
         .attach(metrics))
@@ -81,22 +91,12 @@ fn healthz() -> (ContentType, &'static str) {
 #[get("/readyz")]
 fn readyz(readiness: &State<Readiness>) -> (Status, (ContentType, String)) {
     let (ready, body) = readiness.report();
-    (
-        if ready {
-            Status::Ok
-        } else {
-            Status::ServiceUnavailable
-        },
-        (ContentType::JSON, body),
-    )
+    (if ready { Status::Ok } else { Status::ServiceUnavailable }, (ContentType::JSON, body))
 }
 
 #[get("/metrics")]
 fn metrics(registry: &State<Registry>) -> (ContentType, String) {
-    (
-        ContentType::new("text", "plain").with_params(("version", "0.0.4")),
-        render_metrics(registry),
-    )
+    (ContentType::new("text", "plain").with_params(("version", "0.0.4")), render_metrics(registry))
 }
 
 #[catch(default)]
@@ -117,20 +117,12 @@ struct RequestStart(Instant);
 impl RequestMetrics {
     fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
-            Opts::new(
-                "voteflow_http_requests_total",
-                "HTTP requests answered, by route and status.",
-            ),
+            Opts::new("voteflow_http_requests_total", "HTTP requests answered, by route and status."),
             &["route", "status"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "voteflow_http_request_seconds",
-                "Time to answer an HTTP request, by route.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
+            HistogramOpts::new("voteflow_http_request_seconds", "Time to answer an HTTP request, by route.")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["route"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -142,10 +134,7 @@ impl RequestMetrics {
 #[rocket::async_trait]
 impl Fairing for RequestMetrics {
     fn info(&self) -> Info {
-        Info {
-            name: "request metrics",
-            kind: Kind::Request | Kind::Response,
-        }
+        Info { name: "request metrics", kind: Kind::Request | Kind::Response }
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _data: &mut Data<'_>) {
@@ -154,17 +143,10 @@ impl Fairing for RequestMetrics {
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let started = request.local_cache(|| RequestStart(Instant::now())).0;
-        let route = request
-            .route()
-            .and_then(|route| route.name.as_deref())
-            .unwrap_or("unmatched");
+        let route = request.route().and_then(|route| route.name.as_deref()).unwrap_or("unmatched");
         let status = response.status().code.to_string();
-        self.requests
-            .with_label_values(&[route, status.as_str()])
-            .inc();
-        self.latency
-            .with_label_values(&[route])
-            .observe(started.elapsed().as_secs_f64());
+        self.requests.with_label_values(&[route, status.as_str()]).inc();
+        self.latency.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
     }
 }
 
@@ -176,6 +158,20 @@ impl<'r> rocket::response::Responder<'r, 'static> for Accepted {
         let body = format!(r#"{{"vote_id":"{}"}}"#, self.0);
         Response::build()
             .status(Status::Accepted)
+            .header(ContentType::JSON)
+            .sized_body(body.len(), std::io::Cursor::new(body))
+            .ok()
+    }
+}
+
+/// `200` with the batch report of [`crate::batch::report`].
+pub struct BatchReport(pub Vec<crate::batch::ItemOutcome>);
+
+impl<'r> rocket::response::Responder<'r, 'static> for BatchReport {
+    fn respond_to(self, _request: &'r Request<'_>) -> rocket::response::Result<'static> {
+        let body = crate::batch::report(&self.0);
+        Response::build()
+            .status(Status::Ok)
             .header(ContentType::JSON)
             .sized_body(body.len(), std::io::Cursor::new(body))
             .ok()
@@ -200,17 +196,11 @@ pub async fn launch(
     let (bound_tx, bound_rx) = oneshot::channel();
     let rocket = rocket.attach(AdHoc::on_liftoff("report bound address", move |rocket| {
         Box::pin(async move {
-            let _ = bound_tx.send(SocketAddr::new(
-                rocket.config().address,
-                rocket.config().port,
-            ));
+            let _ = bound_tx.send(SocketAddr::new(rocket.config().address, rocket.config().port));
         })
     }));
-    let ignited = rocket
-        .ignite()
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))
-        .context("Failed to build the app")?;
+    let ignited =
+        rocket.ignite().await.map_err(|error| anyhow::anyhow!("{error}")).context("Failed to build the app")?;
     let handle = ignited.shutdown();
     tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -218,11 +208,7 @@ pub async fn launch(
         handle.notify();
     });
     let stopped = tokio::spawn(async move {
-        ignited
-            .launch()
-            .await
-            .map(drop)
-            .map_err(|error| anyhow::anyhow!("HTTP server failed: {error}"))
+        ignited.launch().await.map(drop).map_err(|error| anyhow::anyhow!("HTTP server failed: {error}"))
     });
     match bound_rx.await {
         Ok(addr) => Ok(Running { addr, stopped }),

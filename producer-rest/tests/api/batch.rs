@@ -1,0 +1,60 @@
+//! `POST /votes/batch` on the REST path: per-vote outcomes, and exactly the valid votes counted.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::TestPipeline;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mixed_batch_counts_exactly_its_valid_votes() {
+    // Arrange
+    let pipeline = TestPipeline::spawn().await;
+    let batch = json!([
+        {"band": "Slowdive", "album": "Souvlaki", "year": 1993, "rank": 9},
+        {"band": "Slowdive", "album": "Souvlaki", "year": 1993, "rank": 11},
+        {"name": "Ride", "album": "Nowhere", "year": "1990", "rank": "8.5"},
+        "not a vote",
+        {"artist": "Lush", "album": "Spooky", "year": "1992", "ranked": "7.0"},
+        {"album": "Loveless", "year": 1991, "rank": 10}
+    ]);
+
+    // Act
+    let response = pipeline.http.post(format!("{}/votes/batch", pipeline.front_url)).json(&batch).send().await.unwrap();
+
+    // Assert
+    assert_eq!(response.status().as_u16(), 200);
+    let report: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(3), Some(3)), "{report}");
+    let results = report["results"].as_array().unwrap();
+    for accepted in [0, 2, 4] {
+        assert!(uuid::Uuid::try_parse(results[accepted]["vote_id"].as_str().unwrap()).is_ok(), "{report}");
+    }
+    assert_eq!(results[1]["field"], "rank");
+    assert_eq!(results[3]["error"], "invalid_body");
+    assert_eq!((results[5]["error"].as_str(), results[5]["field"].as_str()), (Some("missing_field"), Some("band")));
+
+    let (counted, logged) = pipeline.wait_for_counted(3, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((counted, logged), (3, 3));
+    assert_eq!(pipeline.total().await, 3);
+    assert_eq!(pipeline.kafka_records(), 3);
+    let bands = pipeline.band_counts().await;
+    assert_eq!((bands.get("Slowdive"), bands.get("Ride"), bands.get("Lush")), (Some(&1), Some(&1), Some(&1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversize_batch_is_refused_whole() {
+    let pipeline = TestPipeline::spawn().await;
+    let vote = json!({"band": "Cocteau Twins", "album": "Heaven or Las Vegas", "year": 1990, "rank": 9});
+    let too_many = serde_json::Value::Array(vec![vote; 1001]);
+
+    let response =
+        pipeline.http.post(format!("{}/votes/batch", pipeline.front_url)).json(&too_many).send().await.unwrap();
+
+    assert_eq!(response.status().as_u16(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "batch_too_large", "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pipeline.kafka_records(), 0);
+}
