@@ -8,6 +8,7 @@
 //! - [`sink::vote_log`]: MongoDB documents, one unordered insert_many per batch.
 //! - [`dead_letters`]: records that cannot be decoded go to the DLQ topic.
 //! - [`events`]: every metric the consumer exports, in one place.
+//! - [`testing`]: an isolated consumer and sink readers for integration tests.
 //!
 //! Guarantee (this stage): at least once into both sinks. Offsets are committed only
 //! after MongoDB and Redis both took the batch (and the DLQ acknowledged its records);
@@ -20,5 +21,6 @@ pub mod events;
 pub mod pipeline;
 pub mod settings;
 pub mod sink;
+pub mod testing;
 
 pub use pipeline::launch;

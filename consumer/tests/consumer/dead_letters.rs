@@ -7,7 +7,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use voteflow_consumer::dead_letters::REASON_HEADER;
 
-use crate::helpers::{TestConsumer, TestTopic, unique_id};
+use crate::helpers::{IsolatedConsumer, TestTopic, unique_id};
 
 fn read_dead_letters(topic: &TestTopic, expected: usize) -> Vec<(Vec<u8>, String)> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -37,7 +37,7 @@ fn read_dead_letters(topic: &TestTopic, expected: usize) -> Vec<(Vec<u8>, String
 async fn undecodable_records_go_to_the_dlq_and_the_consumer_keeps_going() {
     // Arrange
     let topic = TestTopic::create().await;
-    let consumer = TestConsumer::start(&topic, &format!("test_{}", unique_id())).await;
+    let consumer = IsolatedConsumer::start(&topic.name, &format!("test_{}", unique_id())).await;
 
     // Act: garbage, a good vote on a path nobody has, then a valid vote.
     topic.send("junk", b"\xff\x00not protobuf", Some("rest")).await;
@@ -46,7 +46,7 @@ async fn undecodable_records_go_to_the_dlq_and_the_consumer_keeps_going() {
     topic.send_vote("Massive Attack").await;
 
     // Assert
-    assert_eq!(consumer.wait_for_total(2, Duration::from_secs(30)).await, 2);
+    assert_eq!(consumer.wait_for_counted(2, Duration::from_secs(30)).await, (2, 2));
     assert_eq!(consumer.logged().await, 2);
     let dead = read_dead_letters(&topic, 2);
     assert_eq!(dead.len(), 2, "both bad records are in the DLQ");

@@ -1,27 +1,13 @@
-//! Runs a real consumer for one test and writes records straight to its topic.
+//! Writes records straight to a test topic; the consumer under test is `voteflow_consumer::testing::IsolatedConsumer`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::Parser as _;
-use mongodb::bson::{Document, doc};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use redis::AsyncCommands as _;
-use tokio_util::sync::CancellationToken;
-use voteflow_consumer::settings::ConsumerSettings;
-use voteflow_consumer::sink::tally::TallyKeys;
 use voteflow_proto::record::PATH_HEADER;
 use voteflow_proto::{AcceptedRecord, Vote, VoteJson, VotePath};
-use voteflow_runtime::kafka::ensure_topic;
-use voteflow_runtime::settings::KafkaSettings;
 
-pub(crate) fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-pub(crate) fn unique_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
-}
+pub(crate) use voteflow_consumer::testing::{IsolatedConsumer, env_or, unique_id};
 
 /// A topic with its DLQ, and a producer writing raw records to it.
 pub(crate) struct TestTopic {
@@ -33,11 +19,8 @@ pub(crate) struct TestTopic {
 impl TestTopic {
     pub(crate) async fn create() -> Self {
         voteflow_runtime::telemetry::init_for_tests();
-        let brokers = env_or("KAFKA_BROKERS", "127.0.0.1:9092");
-        let name = format!("test-{}.votes", unique_id());
-        let kafka = KafkaSettings { brokers: brokers.clone(), topic: name.clone() };
-        ensure_topic(&kafka, &name, 3).await.expect("create the test topic");
-        ensure_topic(&kafka, &format!("{name}.dlq"), 1).await.expect("create the DLQ topic");
+        let brokers = voteflow_consumer::testing::kafka_brokers();
+        let name = voteflow_consumer::testing::create_topic(3).await;
         let producer = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
         Self { name, brokers, producer }
     }
@@ -62,69 +45,5 @@ impl TestTopic {
         };
         self.send(&record.key(), &record.encode_payload(), Some("rest")).await;
         record
-    }
-}
-
-/// A running consumer with its own group, database and key prefix.
-pub(crate) struct TestConsumer {
-    pub(crate) keys: TallyKeys,
-    pub(crate) votes: mongodb::Collection<Document>,
-    redis: redis::aio::MultiplexedConnection,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestConsumer {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl TestConsumer {
-    /// Starts a consumer of `topic`; `database` lets two consumers share one vote log.
-    pub(crate) async fn start(topic: &TestTopic, database: &str) -> Self {
-        let id = unique_id();
-        let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
-        let mongodb_uri = env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/");
-        let prefix = format!("test:{id}:");
-        let settings = ConsumerSettings::try_parse_from([
-            "consumer",
-            &format!("--kafka-brokers={}", topic.brokers),
-            &format!("--kafka-topic={}", topic.name),
-            &format!("--group-id=test-{id}"),
-            &format!("--dlq-topic={}.dlq", topic.name),
-            &format!("--redis-url={redis_url}"),
-            &format!("--redis-key-prefix={prefix}"),
-            &format!("--mongodb-uri={mongodb_uri}"),
-            &format!("--mongodb-database={database}"),
-            "--admin-listen=127.0.0.1:0",
-        ])
-        .unwrap();
-        let shutdown = CancellationToken::new();
-        voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())
-            .await
-            .expect("start the consumer");
-        let redis = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let mongo = mongodb::Client::with_uri_str(&mongodb_uri).await.unwrap();
-        Self { keys: TallyKeys::new(&prefix), votes: mongo.database(database).collection("votes"), redis, shutdown }
-    }
-
-    pub(crate) async fn total(&self) -> i64 {
-        self.redis.clone().get::<_, Option<i64>>(&self.keys.total).await.unwrap().unwrap_or(0)
-    }
-
-    pub(crate) async fn logged(&self) -> u64 {
-        self.votes.count_documents(doc! {}).await.unwrap()
-    }
-
-    /// Waits until Redis counts at least `expected`, then returns the count.
-    pub(crate) async fn wait_for_total(&self, expected: i64, within: Duration) -> i64 {
-        let deadline = Instant::now() + within;
-        loop {
-            let total = self.total().await;
-            if total >= expected || Instant::now() > deadline {
-                return total;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }

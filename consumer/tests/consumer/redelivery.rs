@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{TestConsumer, TestTopic, unique_id};
+use crate::helpers::{IsolatedConsumer, TestTopic, unique_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_delivered_twice_are_logged_once() {
@@ -13,14 +13,14 @@ async fn records_delivered_twice_are_logged_once() {
     for i in 0..25 {
         topic.send_vote(&format!("Band {}", i % 5)).await;
     }
-    let first = TestConsumer::start(&topic, &database).await;
-    assert_eq!(first.wait_for_total(25, Duration::from_secs(30)).await, 25);
+    let first = IsolatedConsumer::start(&topic.name, &database).await;
+    assert_eq!(first.wait_for_counted(25, Duration::from_secs(30)).await, (25, 25));
     assert_eq!(first.logged().await, 25);
 
     // Act: every record delivered again, into the same vote log.
-    let second = TestConsumer::start(&topic, &database).await;
+    let second = IsolatedConsumer::start(&topic.name, &database).await;
 
     // Assert
-    assert_eq!(second.wait_for_total(25, Duration::from_secs(30)).await, 25, "the second group saw every record");
+    assert_eq!(second.wait_for_counted(25, Duration::from_secs(30)).await.0, 25, "the second group saw every record");
     assert_eq!(second.logged().await, 25, "no document was written twice");
 }

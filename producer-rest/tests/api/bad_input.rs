@@ -73,9 +73,9 @@ async fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
 
     // One valid vote after all that: when it is counted, the bad ones would have been too.
     assert_eq!(pipeline.post_vote(&valid).await.status().as_u16(), 202);
-    let (counted, logged) = pipeline.wait_for_counted(1, Duration::from_secs(30)).await;
+    let (counted, logged) = pipeline.consumer.wait_for_counted(1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((counted, logged), (1, 1));
-    assert_eq!(pipeline.total().await, 1);
+    assert_eq!(pipeline.consumer.total().await, 1);
     assert_eq!(pipeline.kafka_records(), 1, "only the valid vote reached Kafka");
 }

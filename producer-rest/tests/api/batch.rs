@@ -34,12 +34,12 @@ async fn a_mixed_batch_counts_exactly_its_valid_votes() {
     assert_eq!(results[3]["error"], "invalid_body");
     assert_eq!((results[5]["error"].as_str(), results[5]["field"].as_str()), (Some("missing_field"), Some("band")));
 
-    let (counted, logged) = pipeline.wait_for_counted(3, Duration::from_secs(30)).await;
+    let (counted, logged) = pipeline.consumer.wait_for_counted(3, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((counted, logged), (3, 3));
-    assert_eq!(pipeline.total().await, 3);
+    assert_eq!(pipeline.consumer.total().await, 3);
     assert_eq!(pipeline.kafka_records(), 3);
-    let bands = pipeline.band_counts().await;
+    let bands = pipeline.consumer.band_counts().await;
     assert_eq!((bands.get("Slowdive"), bands.get("Ride"), bands.get("Lush")), (Some(&1), Some(&1), Some(&1)));
 }
 

@@ -53,22 +53,22 @@ async fn votes_through_rest_client_are_counted_and_logged_exactly_once() {
         assert_eq!(*status, 202, "{body}");
         assert!(uuid::Uuid::try_parse(body["vote_id"].as_str().unwrap()).is_ok());
     }
-    let (counted, logged) = pipeline.wait_for_counted(sent, Duration::from_secs(60)).await;
+    let (counted, logged) = pipeline.consumer.wait_for_counted(sent, Duration::from_secs(60)).await;
     assert_eq!(counted, sent);
     assert_eq!(logged, sent as u64);
     assert_eq!(pipeline.kafka_records(), sent);
 
     let expected: HashMap<String, i64> = BANDS.iter().map(|(band, _, n)| (band.to_string(), *n as i64)).collect();
-    assert_eq!(pipeline.band_counts().await, expected);
+    assert_eq!(pipeline.consumer.band_counts().await, expected);
 
-    let document = pipeline.votes.find_one(doc! { "band": "Björk" }).await.unwrap().expect("a logged vote");
+    let document = pipeline.consumer.votes.find_one(doc! { "band": "Björk" }).await.unwrap().expect("a logged vote");
     assert!(document.get_datetime("accepted_at").is_ok(), "accepted_at is a BSON date: {document}");
     assert_eq!(document.get_str("path").unwrap(), "rest");
     assert_eq!(document.get_str("album").unwrap(), "Homogenic");
     assert!(document.get_i64("kafka_offset").is_ok());
-    let with_cast_at = pipeline.votes.count_documents(doc! { "cast_at": { "$type": "date" } }).await.unwrap();
+    let with_cast_at = pipeline.consumer.votes.count_documents(doc! { "cast_at": { "$type": "date" } }).await.unwrap();
     assert_eq!(with_cast_at as usize, BANDS.iter().map(|(_, _, n)| n / 3).sum::<usize>());
     // Give a late duplicate the chance to show up before the final check.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(pipeline.total().await, sent);
+    assert_eq!(pipeline.consumer.total().await, sent);
 }

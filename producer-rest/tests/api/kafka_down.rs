@@ -38,7 +38,7 @@ async fn rest_client_answers_503_with_retry_after_when_kafka_is_down() {
     assert_eq!(ready.status().as_u16(), 503, "the front is not ready while its server cannot reach Kafka");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(pipeline.total().await, 0);
-    assert_eq!(pipeline.logged().await, 0);
+    assert_eq!(pipeline.consumer.total().await, 0);
+    assert_eq!(pipeline.consumer.logged().await, 0);
     assert_eq!(pipeline.kafka_records(), 0);
 }

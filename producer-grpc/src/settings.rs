@@ -1,0 +1,97 @@
+//! Settings of grpc-client and grpc-server: each field is a flag and an env var, with
+//! defaults that suit the local stack. Read nowhere else.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use voteflow_runtime::http::HttpSettings;
+use voteflow_runtime::settings::{LogSettings, PublisherSettings};
+
+/// grpc-client: the gRPC path's HTTP front.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "grpc-client",
+    version,
+    about = "voteflow gRPC-path front: validates POST /votes (JSON) and forwards each vote to grpc-server over gRPC",
+    long_about = "voteflow gRPC-path front. The same HTTP front as rest-client (POST /votes, POST /votes/batch, \
+        the same JSON, validation and errors), forwarding over one long-lived multiplexed HTTP/2 channel to \
+        grpc-server (CastVote, and CastVotes for batches); the channel reconnects by itself. Answers 202 \
+        {\\\"vote_id\\\"} once Kafka has the vote, 503 with Retry-After when it was not accepted. Also serves GET \
+        /healthz, /readyz and /metrics. Every flag can be set by the env var shown."
+)]
+pub struct ClientSettings {
+    /// Address to serve on.
+    #[arg(long, env = "GRPC_CLIENT_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// URL of grpc-server.
+    #[arg(long, env = "GRPC_SERVER_URL", default_value = "http://127.0.0.1:3001")]
+    pub server_url: String,
+    /// Longest wait for grpc-server's answer, in ms; keep it above its Kafka delivery bound.
+    #[arg(long, env = "UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
+    pub upstream_timeout_ms: u64,
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+impl ClientSettings {
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_timeout_ms)
+    }
+}
+
+/// grpc-server: the gRPC path's producer server.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "grpc-server",
+    version,
+    about = "voteflow gRPC-path server: voteflow.v1.VoteService, producing each vote to Kafka (acks=all)",
+    long_about = "voteflow gRPC-path server. Implements voteflow.v1.VoteService: CastVote (unary) and CastVotes \
+        (client streaming, one summary with a result per vote). Validates every vote again and produces it \
+        through one shared idempotent producer (acks=all): OK only after Kafka acknowledged. INVALID_ARGUMENT \
+        names the field; UNAVAILABLE when Kafka does not acknowledge within the bound; RESOURCE_EXHAUSTED when \
+        overloaded or a message is too large. Serves grpc.health.v1 on the gRPC port and /healthz, /readyz, \
+        /metrics on the admin address. Every flag can be set by the env var shown."
+)]
+pub struct ServerSettings {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "GRPC_SERVER_LISTEN", default_value = "127.0.0.1:3001")]
+    pub listen: SocketAddr,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "GRPC_SERVER_ADMIN_LISTEN", default_value = "127.0.0.1:9301")]
+    pub admin_listen: SocketAddr,
+    #[command(flatten)]
+    pub publisher: PublisherSettings,
+    /// Largest encoded vote, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    pub max_message_bytes: usize,
+    /// Most votes in one CastVotes stream; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000)]
+    pub batch_max_votes: usize,
+    /// Requests served at once per connection; beyond it requests are shed with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "GRPC_CONCURRENCY_LIMIT", default_value_t = 1024)]
+    pub concurrency_limit: usize,
+    /// Seconds in-flight calls get to finish after a shutdown signal.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
+    pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn settings_are_consistent_and_defaults_parse() {
+        ClientSettings::command().debug_assert();
+        ServerSettings::command().debug_assert();
+        let client = <ClientSettings as clap::Parser>::try_parse_from(["grpc-client"]).unwrap();
+        let server = <ServerSettings as clap::Parser>::try_parse_from(["grpc-server"]).unwrap();
+        assert_eq!((client.listen.port(), server.listen.port()), (3000, 3001));
+        assert!(client.upstream_timeout() > server.publisher.delivery_timeout());
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the gRPC path: the real grpc-client, grpc-server and consumer,
+//! in-process on port 0, against the real local stack, each test with its own topic,
+//! consumer group, MongoDB database and Redis key prefix.
+
+mod bad_input;
+mod batch;
+mod end_to_end;
+mod helpers;
+mod server_restart;
