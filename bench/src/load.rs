@@ -1,5 +1,6 @@
-//! Sends votes to an HTTP front with bounded concurrency (a closed loop of N workers over
-//! keep-alive connections), printing progress every second, and records every answer.
+//! Sends votes to one or more HTTP endpoints (the paths) with bounded concurrency (a closed
+//! loop of N workers over keep-alive connections), printing progress every second, and
+//! records every answer per endpoint.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,38 +45,62 @@ enum Outcome {
     Failed(String),
 }
 
-/// Posts `votes` votes to `{url}/votes` with `concurrency` requests in flight.
-pub async fn send_votes(url: &str, votes: u64, concurrency: usize) -> anyhow::Result<LoadReport> {
+/// Where a share of the votes goes: a label (the path) and the `POST` URL.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub label: String,
+    pub endpoint: String,
+}
+
+/// Sends `votes` votes spread evenly over `targets` at once, each target with its share of
+/// `concurrency` requests in flight; one report per target, in order.
+pub async fn send_votes(targets: &[Target], votes: u64, concurrency: usize) -> anyhow::Result<Vec<LoadReport>> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .build()?;
-    let endpoint = format!("{}/votes", url.trim_end_matches('/'));
     let done = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(print_progress(done.clone(), votes));
+    let shares = targets.len().max(1) as u64;
+    let per_target = (concurrency / targets.len().max(1)).max(1);
+    let runs = targets.iter().enumerate().map(|(i, target)| {
+        // Target i sends votes i, i + n, i + 2n, ...: every target gets the same mix.
+        let indices = (i as u64..votes).step_by(shares as usize);
+        send_share(&http, &target.endpoint, indices, per_target, &done)
+    });
+    let reports = futures::future::join_all(runs).await;
+    progress.abort();
+    Ok(reports)
+}
+
+async fn send_share(
+    http: &reqwest::Client,
+    endpoint: &str,
+    indices: impl Iterator<Item = u64>,
+    concurrency: usize,
+    done: &AtomicU64,
+) -> LoadReport {
     let started = Instant::now();
-    let mut report = LoadReport { sent: votes, ..LoadReport::default() };
+    let mut report = LoadReport::default();
     let mut first_refusal = None;
-    let mut outcomes = futures::stream::iter(0..votes)
-        .map(|i| {
-            let (http, endpoint, done) = (http.clone(), endpoint.clone(), done.clone());
-            async move {
-                let sent_at = Instant::now();
-                let outcome = match http.post(&endpoint).json(&traffic::vote(i)).send().await {
-                    Ok(response) if response.status().is_success() => Outcome::Accepted(sent_at.elapsed()),
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        Outcome::Refused(status, response.text().await.unwrap_or_default())
-                    }
-                    Err(error) => Outcome::Failed(error.to_string()),
-                };
-                done.fetch_add(1, Ordering::Relaxed);
-                outcome
-            }
+    let mut outcomes = futures::stream::iter(indices)
+        .map(|i| async move {
+            let sent_at = Instant::now();
+            let outcome = match http.post(endpoint).json(&traffic::vote(i)).send().await {
+                Ok(response) if response.status().is_success() => Outcome::Accepted(sent_at.elapsed()),
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    Outcome::Refused(status, response.text().await.unwrap_or_default())
+                }
+                Err(error) => Outcome::Failed(error.to_string()),
+            };
+            done.fetch_add(1, Ordering::Relaxed);
+            outcome
         })
         .buffer_unordered(concurrency.max(1));
     while let Some(outcome) = outcomes.next().await {
+        report.sent += 1;
         match outcome {
             Outcome::Accepted(latency) => {
                 report.accepted += 1;
@@ -92,12 +117,11 @@ pub async fn send_votes(url: &str, votes: u64, concurrency: usize) -> anyhow::Re
         }
     }
     report.elapsed = started.elapsed();
-    progress.abort();
     report.latencies.sort_unstable();
     if let Some(first) = first_refusal {
-        eprintln!("[demo] first vote not accepted: {first}");
+        eprintln!("[demo] first vote not accepted by {endpoint}: {first}");
     }
-    Ok(report)
+    report
 }
 
 async fn print_progress(done: Arc<AtomicU64>, total: u64) {

@@ -6,4 +6,5 @@ mod bad_input;
 mod batch;
 mod end_to_end;
 mod helpers;
+mod ingress;
 mod server_restart;
