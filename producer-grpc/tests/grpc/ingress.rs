@@ -19,6 +19,7 @@ struct Ingress {
     url: String,
     nginx: &'static str,
     dir: PathBuf,
+    master: std::process::Child,
 }
 
 impl Drop for Ingress {
@@ -34,6 +35,7 @@ impl Drop for Ingress {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status();
+        let _ = self.master.wait();
     }
 }
 
@@ -58,7 +60,7 @@ impl Ingress {
             .into_iter()
             .find(|path| std::path::Path::new(path).exists())
             .expect("nginx is installed (scripts/stack up installs it)");
-        std::process::Command::new(nginx)
+        let master = std::process::Command::new(nginx)
             .arg("-p")
             .arg(&dir)
             .arg("-c")
@@ -73,7 +75,7 @@ impl Ingress {
             assert!(Instant::now() < deadline, "nginx did not listen; see {}", dir.display());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { url: format!("http://127.0.0.1:{port}"), nginx, dir }
+        Self { url: format!("http://127.0.0.1:{port}"), nginx, dir, master }
     }
 }
 
