@@ -152,6 +152,8 @@ async fn votes_through_the_ingress_reach_both_paths_and_are_counted_exactly() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((counted, logged), (340, 340));
     assert_eq!(consumer.total().await, 340);
+    let bands = consumer.band_counts().await;
+    assert!((0..4).all(|b| bands.get(&format!("Band {b}")) == Some(&85)), "{bands:?}");
     let paths = consumer.path_counts().await;
     let (rest, grpc) = (paths.get("rest").copied().unwrap_or(0), paths.get("grpc").copied().unwrap_or(0));
     assert_eq!(rest + grpc, 340, "{paths:?}");

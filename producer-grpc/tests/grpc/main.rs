@@ -7,4 +7,5 @@ mod batch;
 mod end_to_end;
 mod helpers;
 mod ingress;
+mod kafka_down;
 mod server_restart;

@@ -1,0 +1,47 @@
+//! grpc-server with Kafka unreachable: UNAVAILABLE within the delivery bound, and
+//! RESOURCE_EXHAUSTED at once for a vote beyond the in-flight bound (load shedding).
+
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use voteflow_producer_grpc::server;
+use voteflow_producer_grpc::settings::ServerSettings;
+use voteflow_proto::pb::{self, vote_service_client::VoteServiceClient};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafka_down_is_unavailable_and_overload_is_resource_exhausted() {
+    // Arrange: no broker at the address, and room for one vote in flight.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let settings = ServerSettings::try_parse_from([
+        "grpc-server",
+        "--listen=127.0.0.1:0",
+        "--admin-listen=127.0.0.1:0",
+        &format!("--kafka-brokers={dead}"),
+        "--delivery-timeout-ms=1500",
+        "--max-in-flight=1",
+    ])
+    .unwrap();
+    let grpc_server = server::launch(&settings, prometheus::Registry::new(), shutdown).await.unwrap();
+    let client = VoteServiceClient::connect(format!("http://{}", grpc_server.addr)).await.unwrap();
+    let vote =
+        pb::Vote { band: "Can".into(), album: "Future Days".into(), year: 1973, rank: 9.0, ..Default::default() };
+
+    // Act: one vote waits for Kafka; a second one arrives meanwhile.
+    let mut first_client = client.clone();
+    let first_vote = vote.clone();
+    let started = Instant::now();
+    let first = tokio::spawn(async move { first_client.cast_vote(first_vote).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = client.clone().cast_vote(vote).await.expect_err("shed");
+    let first = first.await.unwrap().expect_err("not acknowledged");
+
+    // Assert
+    assert_eq!(second.code(), Code::ResourceExhausted, "{second:?}");
+    assert_eq!(second.metadata().get("voteflow-error").unwrap(), "overloaded");
+    assert_eq!(first.code(), Code::Unavailable, "{first:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500 + 2500), "answered after {:?}", started.elapsed());
+}
