@@ -26,7 +26,7 @@ use voteflow_proto::pb::{self, CastVoteReply, CastVotesSummary, VoteResult};
 use voteflow_proto::{AcceptedRecord, Vote, VotePath};
 use voteflow_runtime::admin;
 use voteflow_runtime::health::Readiness;
-use voteflow_runtime::kafka::{KAFKA_CHECK, Publisher};
+use voteflow_runtime::kafka::{KAFKA_CHECK, PublishError, Publisher};
 
 use crate::settings::ServerSettings;
 use crate::status::{RpcError, normalize, normalize_response};
@@ -100,7 +100,8 @@ impl VoteHandler {
                     Ok(_) => match published.next() {
                         Some((Ok(_), record)) => Ok(record.vote.vote_id()),
                         Some((Err(error), _)) => Err(RpcError::NotAccepted(error)),
-                        None => unreachable!("one publish result per valid vote"),
+                        // publish_batch gives one result per record; never a panic if it did not.
+                        None => Err(RpcError::NotAccepted(PublishError::Closed)),
                     },
                     Err(error) => Err(error),
                 };
