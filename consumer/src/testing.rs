@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser as _;
 use mongodb::bson::{Document, doc};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use redis::AsyncCommands as _;
 use tokio_util::sync::CancellationToken;
 use voteflow_runtime::kafka::ensure_topic;
@@ -27,6 +29,27 @@ pub fn unique_id() -> String {
 
 pub fn kafka_brokers() -> String {
     env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+/// An address where nothing listens: a port bound and released at once.
+pub fn dead_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port")
+}
+
+/// How many records `topic` holds, summed over its partitions.
+pub fn topic_records(topic: &str) -> i64 {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().expect("a Kafka client");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("topic metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|partition| {
+            let (low, high) =
+                consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(5)).expect("watermarks");
+            high - low
+        })
+        .sum()
 }
 
 /// Creates a fresh topic (and its DLQ) for one test.

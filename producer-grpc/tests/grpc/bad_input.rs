@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tonic::Code;
-use voteflow_consumer::testing::kafka_brokers;
+use voteflow_consumer::testing::topic_records;
 use voteflow_proto::pb;
 
 use crate::helpers::GrpcPipeline;
@@ -20,12 +19,6 @@ struct NotAVote {
 
 fn valid() -> pb::Vote {
     pb::Vote { band: "Stereolab".into(), album: "Dots and Loops".into(), year: 1997, rank: 8.5, ..Default::default() }
-}
-
-fn records(topic: &str) -> i64 {
-    let consumer: BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().unwrap();
-    (0..6).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(l, h)| h - l).unwrap()).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -74,5 +67,5 @@ async fn bad_votes_are_refused_with_the_field_named_and_nothing_is_written() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((counted, logged), (1, 1));
     assert_eq!(pipeline.consumer.total().await, 1);
-    assert_eq!(records(&pipeline.topic), 1, "only the valid vote reached Kafka");
+    assert_eq!(topic_records(&pipeline.topic), 1, "only the valid vote reached Kafka");
 }

@@ -39,16 +39,12 @@ impl Drop for Ingress {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Ingress {
     async fn start(grpc_front: &str, rest_front: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("voteflow-ingress-{}", unique_id()));
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ingress/nginx.conf.in");
-        let port = free_port();
+        let port = voteflow_consumer::testing::dead_address().port();
         let config = std::fs::read_to_string(template)
             .unwrap()
             .replace("@DIR@", dir.to_str().unwrap())

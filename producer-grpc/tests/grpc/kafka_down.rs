@@ -13,7 +13,7 @@ use voteflow_proto::pb::{self, vote_service_client::VoteServiceClient};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_down_is_unavailable_and_overload_is_resource_exhausted() {
     // Arrange: no broker at the address, and room for one vote in flight.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = voteflow_consumer::testing::dead_address();
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     let settings = ServerSettings::try_parse_from([

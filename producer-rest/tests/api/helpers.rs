@@ -1,10 +1,7 @@
 //! Spawns a whole REST path for one test (rest-server, rest-client and an isolated
 //! consumer, on port 0) and reads back what reached Kafka, Redis and MongoDB.
 
-use std::time::Duration;
-
 use clap::Parser as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 use voteflow_consumer::testing::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
 use voteflow_producer_rest::settings::{ClientSettings, ServerSettings};
@@ -92,18 +89,6 @@ impl TestPipeline {
 
     /// How many records the test topic holds, summed over partitions.
     pub(crate) fn kafka_records(&self) -> i64 {
-        topic_records(&self.consumer.topic)
+        voteflow_consumer::testing::topic_records(&self.consumer.topic)
     }
-}
-
-/// How many records `topic` holds, summed over its partitions.
-pub(crate) fn topic_records(topic: &str) -> i64 {
-    let consumer: BaseConsumer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().unwrap();
-    (0..PARTITIONS)
-        .map(|partition| {
-            let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)).expect("watermarks");
-            high - low
-        })
-        .sum()
 }

@@ -10,9 +10,7 @@ use voteflow_producer_rest::settings::ClientSettings;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_client_answers_503_quickly_when_rest_server_is_unreachable() {
     // Arrange: an upstream address where nothing listens.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
+    let dead_addr = voteflow_consumer::testing::dead_address();
     let settings = ClientSettings::try_parse_from([
         "rest-client",
         "--listen=127.0.0.1:0",
