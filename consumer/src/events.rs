@@ -15,8 +15,12 @@ pub struct ConsumerMetrics {
     pub sink_errors: IntCounterVec,
     /// Records sent to the dead-letter topic, by reason.
     pub dead_letters: IntCounterVec,
-    /// Votes already in the vote log (redelivered), skipped there.
-    pub log_duplicates: IntCounter,
+    /// Records read again but not counted again, by kind: `redelivered` (the same Kafka
+    /// record, after a crash, a lost commit or a rebalance) or `retry` (a client re-sent
+    /// a vote_id already accepted).
+    pub duplicates: IntCounterVec,
+    /// Whether each sink is reachable (1) or failing (0), by sink.
+    pub sink_up: prometheus::IntGaugeVec,
 }
 
 impl ConsumerMetrics {
@@ -43,9 +47,16 @@ impl ConsumerMetrics {
                 Opts::new("voteflow_consumer_dead_letters_total", "Records sent to the dead-letter topic, by reason."),
                 &["reason"],
             )?,
-            log_duplicates: IntCounter::new(
-                "voteflow_consumer_log_duplicates_total",
-                "Votes the vote log already held (redelivered records).",
+            duplicates: IntCounterVec::new(
+                Opts::new(
+                    "voteflow_consumer_duplicates_total",
+                    "Records not counted again: redelivered records and client retries, by kind.",
+                ),
+                &["kind"],
+            )?,
+            sink_up: prometheus::IntGaugeVec::new(
+                Opts::new("voteflow_consumer_sink_up", "1 while the sink answers, 0 while its writes fail."),
+                &["sink"],
             )?,
         };
         registry.register(Box::new(metrics.votes.clone()))?;
@@ -54,7 +65,8 @@ impl ConsumerMetrics {
         registry.register(Box::new(metrics.batch_seconds.clone()))?;
         registry.register(Box::new(metrics.sink_errors.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
-        registry.register(Box::new(metrics.log_duplicates.clone()))?;
+        registry.register(Box::new(metrics.duplicates.clone()))?;
+        registry.register(Box::new(metrics.sink_up.clone()))?;
         Ok(metrics)
     }
 }

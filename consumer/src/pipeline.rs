@@ -3,23 +3,32 @@
 //! (undecodable records), MongoDB, and Redis, in that order, each retried with backoff
 //! until it succeeds, and only then commit the batch's offsets.
 //!
-//! Guarantee: at least once. No offset is committed before every sink has the batch, so
-//! a crash, restart or rebalance redelivers at worst the uncommitted batches. MongoDB is
-//! written first because it is idempotent by vote_id; Redis is written once per batch,
-//! after the log, so a failed Redis write never makes the log step repeat a count. While a
-//! sink is down the loop takes no new records and commits nothing; it resumes by itself.
+//! Guarantee: exactly-once effect. Kafka delivers at least once (no offset is committed
+//! before every sink has the batch, so a crash, restart or rebalance redelivers at worst
+//! the uncommitted records), and each sink absorbs a redelivery: the vote log stores a
+//! vote_id once ([`crate::sink::vote_log`]), the tally counts a Kafka record once
+//! ([`crate::sink::tally`]), and a vote_id re-sent by a client is never counted twice
+//! (the log remembers which record it came from first).
+//!
+//! Rebalances: records are only polled between batches, so a batch being written is
+//! always finished before this member acknowledges a revocation; records of a revoked
+//! partition that were received but not yet written are dropped (the new owner reads
+//! them from the committed offset), and their offsets are never committed by this member.
+//! While a sink is down the loop polls nothing and commits nothing, and resumes by itself.
+//! Shutdown finishes the batch in hand, commits, and leaves the group within the deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use prometheus::Registry;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +81,48 @@ enum Received {
     Undecodable { message: OwnedMessage, reason: String, kind: &'static str },
 }
 
+/// Tells the batch loop which partitions were taken away. librdkafka calls it inside
+/// `recv`, so it runs between the loop's own steps, never during a sink write.
+#[derive(Default)]
+struct GroupContext {
+    revocations: AtomicU64,
+    revoked: Mutex<BTreeSet<i32>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                let revoked: Vec<i32> = partitions.elements().iter().map(|p| p.partition()).collect();
+                tracing::info!(?revoked, "partitions revoked");
+                self.revoked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(revoked);
+                self.revocations.fetch_add(1, Ordering::SeqCst);
+            }
+            Rebalance::Assign(partitions) => {
+                let assigned: Vec<i32> = partitions.elements().iter().map(|p| p.partition()).collect();
+                tracing::info!(?assigned, "partitions assigned");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+}
+
+impl GroupContext {
+    fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
+    }
+
+    fn take_revoked(&self) -> BTreeSet<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+type GroupConsumer = StreamConsumer<GroupContext>;
+
 struct Sinks {
+    topic: String,
     tally: Tally,
     log: VoteLog,
     dead_letters: DeadLetters,
@@ -99,46 +149,72 @@ async fn run(
         return Ok(());
     }
     let dead_letters = DeadLetters::new(&settings.kafka.brokers, &settings.dlq_topic)?;
-    let consumer: StreamConsumer = ClientConfig::new()
+    let consumer: GroupConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", &settings.group_id)
         .set("client.id", "voteflow-consumer")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "45000")
-        .create()
+        .create_with_context(GroupContext::default())
         .context("Failed to create the Kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topic]).context("Failed to subscribe")?;
     let consumer = Arc::new(consumer);
     tokio::spawn(watch_kafka(consumer.clone(), settings.kafka.topic.clone(), readiness.clone(), shutdown.clone()));
     tracing::info!(topic = %settings.kafka.topic, group = %settings.group_id, "consumer started");
 
-    let sinks = Sinks { tally, log, dead_letters, metrics, readiness, shutdown: shutdown.clone() };
+    let topic = settings.kafka.topic.clone();
+    let sinks =
+        Sinks { topic: topic.clone(), tally, log, dead_letters, metrics, readiness, shutdown: shutdown.clone() };
+    // Per partition still owned, the offset after the last record written to the sinks.
     let mut processed: BTreeMap<i32, i64> = BTreeMap::new();
     while let Some(batch) = collect(&consumer, &settings, &shutdown).await {
-        let offsets = next_offsets(&batch);
-        if !sinks.write(batch).await {
+        // Offsets of partitions revoked while the batch was filling are not ours to commit.
+        processed.retain(|partition, _| !batch.revoked.contains(partition));
+        if batch.records.is_empty() {
+            continue;
+        }
+        let offsets = next_offsets(&batch.records);
+        if !sinks.write(batch.records).await {
             tracing::warn!("shutdown while a sink was down; the batch in hand is left for redelivery");
             break;
         }
-        commit(&consumer, &settings.kafka.topic, &offsets, CommitMode::Async);
+        commit(&consumer, &topic, &offsets, CommitMode::Async);
         processed.extend(offsets);
     }
-    // A last synchronous commit, so the final batches' asynchronous commits cannot be lost.
-    commit(&consumer, &settings.kafka.topic, &processed, CommitMode::Sync);
-    leave_group(consumer, settings.shutdown_deadline()).await;
+    close(consumer, topic, processed, settings.shutdown_deadline()).await;
     tracing::info!("consumer stopped");
     Ok(())
 }
 
+/// What one round of polling gave: records to write, and partitions revoked meanwhile.
+struct Batch {
+    records: Vec<Received>,
+    revoked: BTreeSet<i32>,
+}
+
+impl Batch {
+    /// Applies revocations that happened before the record about to be pushed: records in
+    /// hand from those partitions are dropped, as the new owner will read them again.
+    fn note_revocations(&mut self, consumer: &GroupConsumer, seen: &mut u64) {
+        let now = consumer.context().revocations();
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        let revoked = consumer.context().take_revoked();
+        let before = self.records.len();
+        self.records.retain(|received| !revoked.contains(&received.partition()));
+        if self.records.len() < before {
+            tracing::info!(dropped = before - self.records.len(), ?revoked, "records of revoked partitions dropped");
+        }
+        self.revoked.extend(revoked);
+    }
+}
+
 /// Waits for the first record (or shutdown), then takes what arrives until the batch is
 /// full or `batch_max_wait` has passed. `None` means shutdown with nothing in hand.
-async fn collect(
-    consumer: &StreamConsumer,
-    settings: &ConsumerSettings,
-    shutdown: &CancellationToken,
-) -> Option<Vec<Received>> {
-    let mut batch = Vec::new();
+async fn collect(consumer: &GroupConsumer, settings: &ConsumerSettings, shutdown: &CancellationToken) -> Option<Batch> {
     let first = loop {
         tokio::select! {
             biased;
@@ -152,15 +228,22 @@ async fn collect(
             },
         }
     };
-    batch.push(receive(&first));
+    // Revocations before the first record concern only offsets of earlier batches. The
+    // rebalance callback runs inside `recv`, on this task, so these two reads agree.
+    let mut revocations_seen = consumer.context().revocations();
+    let mut batch = Batch { records: Vec::new(), revoked: consumer.context().take_revoked() };
+    batch.records.push(receive(&first));
     drop(first);
     let deadline = tokio::time::Instant::now() + settings.batch_max_wait();
-    while batch.len() < settings.batch_max_votes {
+    while batch.records.len() < settings.batch_max_votes {
         tokio::select! {
             biased;
             () = tokio::time::sleep_until(deadline) => break,
             received = consumer.recv() => match received {
-                Ok(message) => batch.push(receive(&message)),
+                Ok(message) => {
+                    batch.note_revocations(consumer, &mut revocations_seen);
+                    batch.records.push(receive(&message));
+                }
                 Err(error) => {
                     tracing::warn!(%error, "Kafka consumer error while filling a batch");
                     break;
@@ -168,6 +251,8 @@ async fn collect(
             },
         }
     }
+    // A revocation during the last poll (which returned no record) counts too.
+    batch.note_revocations(consumer, &mut revocations_seen);
     Some(batch)
 }
 
@@ -188,21 +273,38 @@ fn receive(message: &BorrowedMessage<'_>) -> Received {
     }
 }
 
-/// Per partition, the offset to commit after this batch: one past its last record.
-fn next_offsets(batch: &[Received]) -> BTreeMap<i32, i64> {
+impl Received {
+    fn partition(&self) -> i32 {
+        match self {
+            Received::Vote(consumed) => consumed.partition,
+            Received::Undecodable { message, .. } => message.partition(),
+        }
+    }
+
+    fn offset(&self) -> i64 {
+        match self {
+            Received::Vote(consumed) => consumed.offset,
+            Received::Undecodable { message, .. } => message.offset(),
+        }
+    }
+}
+
+/// Per partition, the last offset in the batch.
+fn last_offsets(batch: &[Received]) -> BTreeMap<i32, i64> {
     let mut offsets = BTreeMap::new();
     for received in batch {
-        let (partition, offset) = match received {
-            Received::Vote(consumed) => (consumed.partition, consumed.offset),
-            Received::Undecodable { message, .. } => (message.partition(), message.offset()),
-        };
-        let next = offsets.entry(partition).or_insert(offset + 1);
-        *next = (*next).max(offset + 1);
+        let last = offsets.entry(received.partition()).or_insert(received.offset());
+        *last = (*last).max(received.offset());
     }
     offsets
 }
 
-fn commit(consumer: &StreamConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, mode: CommitMode) {
+/// Per partition, the offset to commit after this batch: one past its last record.
+fn next_offsets(batch: &[Received]) -> BTreeMap<i32, i64> {
+    last_offsets(batch).into_iter().map(|(partition, last)| (partition, last + 1)).collect()
+}
+
+fn commit(consumer: &GroupConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, mode: CommitMode) {
     if offsets.is_empty() {
         return;
     }
@@ -219,10 +321,19 @@ fn commit(consumer: &StreamConsumer, topic: &str, offsets: &BTreeMap<i32, i64>, 
     }
 }
 
-/// Leaves the group within `deadline`. librdkafka's destroy has been seen to block for
-/// tens of seconds, so it runs on a blocking thread that the shutdown does not wait past.
-async fn leave_group(consumer: Arc<StreamConsumer>, deadline: Duration) {
+/// Commits what was processed (synchronously, so the last asynchronous commits cannot be
+/// lost) and leaves the group, within `deadline`. Both calls block, and librdkafka's
+/// destroy has been seen to block for tens of seconds, so they run on a blocking thread
+/// that the shutdown does not wait past (what is not committed is redelivered, and the
+/// sinks absorb it).
+async fn close(consumer: Arc<GroupConsumer>, topic: String, processed: BTreeMap<i32, i64>, deadline: Duration) {
     let closing = tokio::task::spawn_blocking(move || {
+        let owned: BTreeSet<i32> = consumer
+            .assignment()
+            .map(|assignment| assignment.elements().iter().map(|p| p.partition()).collect())
+            .unwrap_or_default();
+        let processed: BTreeMap<i32, i64> = processed.into_iter().filter(|(p, _)| owned.contains(p)).collect();
+        commit(&consumer, &topic, &processed, CommitMode::Sync);
         consumer.unsubscribe();
         drop(consumer);
     });
@@ -231,7 +342,7 @@ async fn leave_group(consumer: Arc<StreamConsumer>, deadline: Duration) {
     }
 }
 
-async fn watch_kafka(consumer: Arc<StreamConsumer>, topic: String, readiness: Readiness, shutdown: CancellationToken) {
+async fn watch_kafka(consumer: Arc<GroupConsumer>, topic: String, readiness: Readiness, shutdown: CancellationToken) {
     loop {
         let (probe, topic_name) = (consumer.clone(), topic.clone());
         let reachable = tokio::task::spawn_blocking(move || {
@@ -255,6 +366,7 @@ impl Sinks {
     async fn write(&self, batch: Vec<Received>) -> bool {
         let started = Instant::now();
         let records = batch.len();
+        let last_offsets = last_offsets(&batch);
         let mut votes = Vec::with_capacity(batch.len());
         let mut undecodable = Vec::new();
         for received in batch {
@@ -271,20 +383,40 @@ impl Sinks {
             }
             self.metrics.dead_letters.with_label_values(&[kind]).inc();
         }
-        let Some(duplicates) = retry.until_ok(MONGO, || self.log.insert(&votes)).await else {
+        let Some(logged) = retry.until_ok(MONGO, || self.log.insert(&votes)).await else {
             return false;
         };
-        if retry.until_ok(REDIS, || self.tally.apply(&votes)).await.is_none() {
+        let countable: Vec<&Consumed> = votes
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| logged.retries.binary_search(index).is_err())
+            .map(|(_, consumed)| consumed)
+            .collect();
+        let Some(counted) = retry.until_ok(REDIS, || self.tally.apply(&self.topic, &last_offsets, &countable)).await
+        else {
             return false;
+        };
+        let counted_votes: u64 = counted.iter().map(|(_, votes)| votes).sum();
+        for (path, votes) in &counted {
+            self.metrics.votes.with_label_values(&[path.as_str()]).inc_by(*votes);
         }
-        self.metrics.log_duplicates.inc_by(duplicates as u64);
-        for consumed in &votes {
-            self.metrics.votes.with_label_values(&[consumed.record.path.as_str()]).inc();
-        }
+        let redelivered = countable.len() as u64 - counted_votes.min(countable.len() as u64);
+        self.metrics.duplicates.with_label_values(&["redelivered"]).inc_by(redelivered);
+        self.metrics.duplicates.with_label_values(&["retry"]).inc_by(logged.retries.len() as u64);
         self.metrics.batches.inc();
         self.metrics.batch_size.observe(records as f64);
         self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-        tracing::debug!(records, votes = votes.len(), duplicates, "batch written");
+        if redelivered > 0 || !logged.retries.is_empty() {
+            tracing::info!(
+                records,
+                counted = counted_votes,
+                redelivered,
+                retries = logged.retries.len(),
+                "batch held records counted before"
+            );
+        } else {
+            tracing::debug!(records, counted = counted_votes, "batch written");
+        }
         true
     }
 }
@@ -305,20 +437,27 @@ impl Retry<'_> {
         Fut: Future<Output = Result<T, E>>,
     {
         let mut backoff = Duration::from_millis(100);
+        let mut failures = 0_u32;
         loop {
             match operation().await {
                 Ok(value) => {
+                    if failures > 0 {
+                        tracing::info!(sink, failures, "sink is back; resuming");
+                    }
                     if sink != DLQ {
                         self.readiness.set(sink, true);
                     }
+                    self.metrics.sink_up.with_label_values(&[sink]).set(1);
                     return Some(value);
                 }
                 Err(error) => {
+                    failures += 1;
                     self.metrics.sink_errors.with_label_values(&[sink]).inc();
+                    self.metrics.sink_up.with_label_values(&[sink]).set(0);
                     if sink != DLQ {
                         self.readiness.set(sink, false);
                     }
-                    tracing::warn!(sink, %error, retry_in = ?backoff, "sink write failed; retrying");
+                    tracing::warn!(sink, %error, failures, retry_in = ?backoff, "sink write failed; no new records until it succeeds");
                     tokio::select! {
                         () = self.shutdown.cancelled() => return None,
                         () = tokio::time::sleep(backoff) => {},

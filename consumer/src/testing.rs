@@ -65,7 +65,11 @@ pub async fn create_topic(partitions: i32) -> String {
 /// A running consumer of one test topic, stopped when dropped.
 pub struct IsolatedConsumer {
     pub topic: String,
+    pub group: String,
     pub keys: TallyKeys,
+    /// Where its /metrics is served.
+    pub admin: std::net::SocketAddr,
+    stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub votes: mongodb::Collection<Document>,
     redis: redis::aio::MultiplexedConnection,
     shutdown: CancellationToken,
@@ -78,17 +82,23 @@ impl Drop for IsolatedConsumer {
 }
 
 impl IsolatedConsumer {
-    /// Starts a consumer of `topic` writing to `database` (two consumers may share one).
+    /// Starts a consumer of `topic` writing to `database` (two consumers may share one),
+    /// with its own group and Redis key prefix.
     pub async fn start(topic: &str, database: &str) -> Self {
         let id = unique_id();
+        Self::start_in(topic, database, &format!("test-{id}"), &format!("test:{id}:")).await
+    }
+
+    /// Starts a consumer of `topic` in consumer group `group`, writing to `database` and
+    /// to the Redis keys under `prefix`: replicas share all three.
+    pub async fn start_in(topic: &str, database: &str, group: &str, prefix: &str) -> Self {
         let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
         let mongodb_uri = env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/");
-        let prefix = format!("test:{id}:");
         let settings = ConsumerSettings::try_parse_from([
             "consumer",
             &format!("--kafka-brokers={}", kafka_brokers()),
             &format!("--kafka-topic={topic}"),
-            &format!("--group-id=test-{id}"),
+            &format!("--group-id={group}"),
             &format!("--dlq-topic={topic}.dlq"),
             &format!("--redis-url={redis_url}"),
             &format!("--redis-key-prefix={prefix}"),
@@ -98,16 +108,68 @@ impl IsolatedConsumer {
         ])
         .expect("consumer settings");
         let shutdown = CancellationToken::new();
-        crate::launch(settings, prometheus::Registry::new(), shutdown.clone()).await.expect("start the consumer");
+        let running =
+            crate::launch(settings, prometheus::Registry::new(), shutdown.clone()).await.expect("start the consumer");
         let redis = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
         let mongo = mongodb::Client::with_uri_str(&mongodb_uri).await.unwrap();
         Self {
             topic: topic.to_owned(),
-            keys: TallyKeys::new(&prefix),
+            group: group.to_owned(),
+            keys: TallyKeys::new(prefix),
+            admin: running.admin_addr,
+            stopped: Some(running.stopped),
             votes: mongo.database(database).collection("votes"),
             redis,
             shutdown,
         }
+    }
+
+    /// Shuts it down as SIGTERM would, and waits until it has committed and left its group.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(stopped) = self.stopped.take() {
+            stopped.await.expect("the consumer task").expect("a clean stop");
+        }
+    }
+
+    /// Records of the topic its group has committed, summed over the partitions.
+    pub fn committed(&self) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", &self.group)
+            .create()
+            .expect("a Kafka client");
+        let metadata = consumer.fetch_metadata(Some(&self.topic), Duration::from_secs(5)).expect("topic metadata");
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            partitions.add_partition(&self.topic, partition.id());
+        }
+        let committed = consumer.committed_offsets(partitions, Duration::from_secs(5)).expect("committed offsets");
+        committed.elements().iter().filter_map(|element| element.offset().to_raw()).filter(|offset| *offset > 0).sum()
+    }
+
+    /// Waits until its group has committed `expected` records (or `within` passes).
+    pub async fn wait_for_committed(&self, expected: i64, within: Duration) -> i64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let committed = self.committed();
+            if committed >= expected || Instant::now() > deadline {
+                return committed;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One sample of its Prometheus metrics, e.g. `voteflow_consumer_duplicates_total{kind="retry"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(self.admin).await.expect("the admin port");
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body.lines()
+            .find_map(|line| line.strip_prefix(series).and_then(|value| value.trim().parse().ok()))
+            .unwrap_or(0.0)
     }
 
     /// Votes counted in Redis.

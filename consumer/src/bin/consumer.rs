@@ -5,10 +5,18 @@ use clap::Parser as _;
 use voteflow_consumer::settings::ConsumerSettings;
 use voteflow_runtime::{shutdown, telemetry};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let settings = ConsumerSettings::parse();
     telemetry::init(&settings.log);
+    let runtime = tokio::runtime::Runtime::new().context("Failed to start the tokio runtime")?;
+    let result = runtime.block_on(run(settings));
+    // A Kafka close left behind at the deadline must not hold the process (dropping a
+    // runtime waits for its blocking threads; this does not).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+async fn run(settings: ConsumerSettings) -> anyhow::Result<()> {
     let deadline = settings.shutdown_deadline();
     let shutdown = shutdown::on_signal();
     let running = voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())

@@ -1,7 +1,16 @@
 //! The vote log in MongoDB: one document per vote in `votes`, `_id` = vote_id, with
-//! `accepted_at` as a BSON date, for MongoDB Compass and for audits. Writing a batch
-//! twice is harmless: a duplicate `_id` (code 11000) means "already logged".
+//! `accepted_at` as a BSON date, for MongoDB Compass and for audits.
+//!
+//! Guarantee: each vote_id is stored exactly once, forever. The unique `_id` makes a
+//! second insert a duplicate-key error (11000), which means "already logged". The log is
+//! also the consumer's memory of which Kafka record a vote_id came from first (the
+//! document's `kafka_partition`/`kafka_offset`), so the tally can tell a redelivered
+//! record (same position: count it unless Redis already has) from a client's retry of
+//! the same vote_id (another position: never count it).
 
+use std::collections::HashMap;
+
+use futures::TryStreamExt as _;
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -53,26 +62,62 @@ impl VoteLog {
         Ok(())
     }
 
-    /// Logs a batch; returns how many votes were already logged.
-    pub async fn insert(&self, batch: &[Consumed]) -> mongodb::error::Result<usize> {
+    /// Logs a batch (idempotent: run it again with the same batch and it answers the same).
+    pub async fn insert(&self, batch: &[Consumed]) -> mongodb::error::Result<Logged> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(Logged::default());
         }
-        match self.votes.insert_many(batch.iter().map(document)).ordered(false).await {
-            Ok(_) => Ok(0),
-            Err(error) => only_duplicates(&error).ok_or(error),
+        let duplicates = match self.votes.insert_many(batch.iter().map(document)).ordered(false).await {
+            Ok(_) => return Ok(Logged::default()),
+            Err(error) => only_duplicates(&error).ok_or(error)?,
+        };
+        // Where each duplicate vote_id was first logged from. Rare (redeliveries and
+        // client retries only), so the extra round trip stays off the common path.
+        let ids: Vec<String> = duplicates.iter().map(|&index| batch[index].record.vote.vote_id().to_string()).collect();
+        let mut first_seen: HashMap<String, (i32, i64)> = HashMap::with_capacity(ids.len());
+        let mut cursor = self
+            .votes
+            .find(doc! { "_id": { "$in": &ids } })
+            .projection(doc! { "kafka_partition": 1, "kafka_offset": 1 })
+            .await?;
+        while let Some(stored) = cursor.try_next().await? {
+            if let (Ok(id), Ok(partition), Ok(offset)) =
+                (stored.get_str("_id"), stored.get_i32("kafka_partition"), stored.get_i64("kafka_offset"))
+            {
+                first_seen.insert(id.to_owned(), (partition, offset));
+            }
         }
+        let mut logged = Logged { redelivered: 0, retries: Vec::new() };
+        for (index, id) in duplicates.into_iter().zip(ids) {
+            let consumed = &batch[index];
+            if first_seen.get(&id) == Some(&(consumed.partition, consumed.offset)) {
+                logged.redelivered += 1;
+            } else {
+                logged.retries.push(index);
+            }
+        }
+        Ok(logged)
     }
 }
 
-/// When every failure of an insert is a duplicate key, how many there were.
-fn only_duplicates(error: &mongodb::error::Error) -> Option<usize> {
+/// What logging a batch found besides new documents.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Logged {
+    /// Records logged before from this very Kafka position (a redelivery).
+    pub redelivered: usize,
+    /// Indexes (into the batch) of votes whose vote_id was first logged from another
+    /// record: a client's retry, or a vote_id used twice. They must not be counted.
+    pub retries: Vec<usize>,
+}
+
+/// When every failure of an insert is a duplicate key, the batch indexes that failed.
+fn only_duplicates(error: &mongodb::error::Error) -> Option<Vec<usize>> {
     match error.kind.as_ref() {
         ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
             let errors = failure.write_errors.as_deref().unwrap_or_default();
-            errors.iter().all(|e| e.code == DUPLICATE_KEY).then_some(errors.len())
+            errors.iter().all(|e| e.code == DUPLICATE_KEY).then(|| errors.iter().map(|e| e.index).collect())
         }
-        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => Some(1),
+        ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY => Some(vec![0]),
         _ => None,
     }
 }
