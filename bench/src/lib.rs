@@ -6,7 +6,9 @@
 //! - [`traffic`]: votes in the JSON shapes real clients send.
 //! - [`load`]: sends votes with bounded concurrency and reports progress and latency.
 //! - [`tally`]: reads what Redis and MongoDB hold, and waits for them to catch up.
+//! - [`chaos`]: the fault-injection suite (`scripts/chaos`, binary `voteflow-chaos`).
 
+pub mod chaos;
 pub mod load;
 pub mod tally;
 pub mod traffic;

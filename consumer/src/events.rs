@@ -19,6 +19,8 @@ pub struct ConsumerMetrics {
     /// record, after a crash, a lost commit or a rebalance) or `retry` (a client re-sent
     /// a vote_id already accepted).
     pub duplicates: IntCounterVec,
+    /// Records received and not yet committed: the batch in hand (0 between batches).
+    pub records_in_hand: prometheus::IntGauge,
     /// Whether each sink is reachable (1) or failing (0), by sink.
     pub sink_up: prometheus::IntGaugeVec,
 }
@@ -54,6 +56,10 @@ impl ConsumerMetrics {
                 ),
                 &["kind"],
             )?,
+            records_in_hand: prometheus::IntGauge::new(
+                "voteflow_consumer_records_in_hand",
+                "Records received but not yet written to every sink and committed (the batch in hand).",
+            )?,
             sink_up: prometheus::IntGaugeVec::new(
                 Opts::new("voteflow_consumer_sink_up", "1 while the sink answers, 0 while its writes fail."),
                 &["sink"],
@@ -67,6 +73,7 @@ impl ConsumerMetrics {
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.sink_up.clone()))?;
+        registry.register(Box::new(metrics.records_in_hand.clone()))?;
         Ok(metrics)
     }
 }

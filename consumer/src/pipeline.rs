@@ -64,6 +64,7 @@ pub async fn launch(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
+    settings.validate().map_err(anyhow::Error::msg).context("Invalid consumer settings")?;
     let listener = TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("Failed to bind the admin address {}", settings.admin_listen))?;
@@ -149,13 +150,18 @@ async fn run(
         return Ok(());
     }
     let dead_letters = DeadLetters::new(&settings.kafka.brokers, &settings.dlq_topic)?;
-    let consumer: GroupConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    if !settings.group_instance_id.is_empty() {
+        config.set("group.instance.id", &settings.group_instance_id);
+    }
+    let consumer: GroupConsumer = config
         .set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", &settings.group_id)
         .set("client.id", "voteflow-consumer")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "45000")
+        .set("session.timeout.ms", settings.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", (settings.session_timeout_ms / 3).min(3000).to_string())
         .create_with_context(GroupContext::default())
         .context("Failed to create the Kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topic]).context("Failed to subscribe")?;
@@ -168,10 +174,11 @@ async fn run(
         Sinks { topic: topic.clone(), tally, log, dead_letters, metrics, readiness, shutdown: shutdown.clone() };
     // Per partition still owned, the offset after the last record written to the sinks.
     let mut processed: BTreeMap<i32, i64> = BTreeMap::new();
-    while let Some(batch) = collect(&consumer, &settings, &shutdown).await {
+    while let Some(batch) = collect(&consumer, &settings, &sinks.metrics.records_in_hand, &shutdown).await {
         // Offsets of partitions revoked while the batch was filling are not ours to commit.
         processed.retain(|partition, _| !batch.revoked.contains(partition));
         if batch.records.is_empty() {
+            sinks.metrics.records_in_hand.set(0);
             continue;
         }
         let offsets = next_offsets(&batch.records);
@@ -180,6 +187,7 @@ async fn run(
             break;
         }
         commit(&consumer, &topic, &offsets, CommitMode::Async);
+        sinks.metrics.records_in_hand.set(0);
         processed.extend(offsets);
     }
     close(consumer, topic, processed, settings.shutdown_deadline()).await;
@@ -214,7 +222,12 @@ impl Batch {
 
 /// Waits for the first record (or shutdown), then takes what arrives until the batch is
 /// full or `batch_max_wait` has passed. `None` means shutdown with nothing in hand.
-async fn collect(consumer: &GroupConsumer, settings: &ConsumerSettings, shutdown: &CancellationToken) -> Option<Batch> {
+async fn collect(
+    consumer: &GroupConsumer,
+    settings: &ConsumerSettings,
+    in_hand: &prometheus::IntGauge,
+    shutdown: &CancellationToken,
+) -> Option<Batch> {
     let first = loop {
         tokio::select! {
             biased;
@@ -233,6 +246,7 @@ async fn collect(consumer: &GroupConsumer, settings: &ConsumerSettings, shutdown
     let mut revocations_seen = consumer.context().revocations();
     let mut batch = Batch { records: Vec::new(), revoked: consumer.context().take_revoked() };
     batch.records.push(receive(&first));
+    in_hand.set(1);
     drop(first);
     let deadline = tokio::time::Instant::now() + settings.batch_max_wait();
     while batch.records.len() < settings.batch_max_votes {
@@ -243,6 +257,7 @@ async fn collect(consumer: &GroupConsumer, settings: &ConsumerSettings, shutdown
                 Ok(message) => {
                     batch.note_revocations(consumer, &mut revocations_seen);
                     batch.records.push(receive(&message));
+                    in_hand.set(batch.records.len() as i64);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "Kafka consumer error while filling a batch");
@@ -253,6 +268,7 @@ async fn collect(consumer: &GroupConsumer, settings: &ConsumerSettings, shutdown
     }
     // A revocation during the last poll (which returned no record) counts too.
     batch.note_revocations(consumer, &mut revocations_seen);
+    in_hand.set(batch.records.len() as i64);
     Some(batch)
 }
 

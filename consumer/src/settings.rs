@@ -22,6 +22,13 @@ pub struct ConsumerSettings {
     /// Consumer group; every replica of the consumer uses the same one.
     #[arg(long, env = "KAFKA_GROUP_ID", default_value = "voteflow-consumer")]
     pub group_id: String,
+    /// Static group membership (Kafka's group.instance.id): a member restarted with the
+    /// same id within the session timeout gets its partitions back at once, without a
+    /// rebalance of the group (use the pod name). Empty: dynamic membership, where a
+    /// graceful stop hands partitions over at once but a crashed member holds them until
+    /// its session times out.
+    #[arg(long, env = "KAFKA_GROUP_INSTANCE_ID", default_value = "")]
+    pub group_instance_id: String,
     /// Topic for records that cannot be decoded.
     #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "votes.dlq")]
     pub dlq_topic: String,
@@ -46,8 +53,12 @@ pub struct ConsumerSettings {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "CONSUMER_ADMIN_LISTEN", default_value = "127.0.0.1:9100")]
     pub admin_listen: SocketAddr,
-    /// Seconds a shutdown may take to finish the batch in hand and commit; keep it below
-    /// the Kafka session timeout (45 s) and the pod's termination grace period.
+    /// Kafka group session timeout, in ms: how long a member that stopped heartbeating
+    /// (crashed) keeps its partitions before the group hands them over.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
+    pub session_timeout_ms: u64,
+    /// Seconds a shutdown may take to finish the batch in hand and commit; must be below
+    /// the session timeout, and the pod's termination grace period must be above it.
     #[arg(long, env = "SHUTDOWN_DEADLINE_SECS", default_value_t = 10)]
     pub shutdown_deadline_secs: u64,
     #[command(flatten)]
@@ -61,6 +72,25 @@ impl ConsumerSettings {
 
     pub fn shutdown_deadline(&self) -> Duration {
         Duration::from_secs(self.shutdown_deadline_secs)
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.session_timeout_ms)
+    }
+
+    /// Rejects settings that would break a promise: a drain that outlives the session
+    /// lets the group hand partitions over while this member still writes them.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shutdown_deadline() >= self.session_timeout() {
+            return Err(format!(
+                "SHUTDOWN_DEADLINE_SECS ({} s) must be below KAFKA_SESSION_TIMEOUT_MS ({} ms)",
+                self.shutdown_deadline_secs, self.session_timeout_ms
+            ));
+        }
+        if self.batch_max_votes == 0 {
+            return Err("BATCH_MAX_VOTES must be at least 1".to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -76,5 +106,17 @@ mod tests {
         let settings = <ConsumerSettings as clap::Parser>::try_parse_from(["consumer"]).unwrap();
         assert_eq!(settings.redis_key_prefix, "voteflow:");
         assert!(settings.shutdown_deadline() < Duration::from_secs(45));
+        assert_eq!(settings.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_drain_longer_than_the_session_is_refused() {
+        let settings = <ConsumerSettings as clap::Parser>::try_parse_from([
+            "consumer",
+            "--session-timeout-ms=6000",
+            "--shutdown-deadline-secs=6",
+        ])
+        .unwrap();
+        assert!(settings.validate().unwrap_err().contains("SHUTDOWN_DEADLINE_SECS"));
     }
 }

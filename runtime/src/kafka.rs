@@ -223,3 +223,17 @@ pub async fn ensure_topic(kafka: &KafkaSettings, topic: &str, partitions: i32) -
     }
     Ok(())
 }
+
+/// Deletes topics (test and suite clean-up); a topic already gone is not an error.
+pub async fn delete_topics(kafka: &KafkaSettings, topics: &[&str]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.delete_topics(topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => anyhow::bail!("cannot delete topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}

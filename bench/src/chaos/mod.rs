@@ -1,0 +1,399 @@
+//! The fault-injection suite (`scripts/chaos`): the whole pipeline under a steady load
+//! through the ingress while consumers are SIGKILLed, a replica dies mid-stream, the
+//! Kafka broker restarts, Redis and MongoDB stop for 5 s and a producer server gets
+//! SIGTERM; then every accepted vote must be counted once and logged once, per band.
+
+pub mod load;
+pub mod services;
+pub mod verdict;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use self::load::Load;
+use self::services::{Service, Stack};
+
+/// Where things are and how hard to push.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    /// Directory of the release binaries (rest-server, grpc-client, consumer, ...).
+    pub bin_dir: PathBuf,
+    /// `scripts/stack`, to stop and start Kafka, Redis and MongoDB.
+    pub stack_script: PathBuf,
+    /// Service logs go here.
+    pub run_dir: PathBuf,
+    pub ingress_url: String,
+    pub kafka_brokers: String,
+    pub redis_url: String,
+    pub mongodb_uri: String,
+    /// New votes per second offered.
+    pub rate: u64,
+    /// Seconds of load; the faults need at least [`MIN_LOAD_SECS`].
+    pub load_secs: u64,
+    /// Most seconds to wait for the consumers to catch up afterwards.
+    pub catch_up_secs: u64,
+}
+
+pub const MIN_LOAD_SECS: u64 = 58;
+
+/// What one fault did, for the report.
+#[derive(Debug)]
+pub struct FaultReport {
+    pub name: String,
+    /// Seconds since the load began.
+    pub at: Duration,
+    /// How long the fault lasted, until the part was back (ready).
+    pub lasted: Duration,
+    pub detail: String,
+}
+
+/// Names of this run's topic, group, key prefix and database.
+struct RunNames {
+    topic: String,
+    group: String,
+    prefix: String,
+    database: String,
+}
+
+pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
+    anyhow::ensure!(config.load_secs >= MIN_LOAD_SECS, "--load-secs must be at least {MIN_LOAD_SECS}");
+    std::fs::create_dir_all(&config.run_dir)?;
+    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let names = RunNames {
+        topic: format!("chaos-{id}.votes"),
+        group: format!("chaos-{id}"),
+        prefix: format!("chaos:{id}:"),
+        database: format!("chaos_{id}"),
+    };
+    let kafka =
+        voteflow_runtime::settings::KafkaSettings { brokers: config.kafka_brokers.clone(), topic: names.topic.clone() };
+    voteflow_runtime::kafka::ensure_topic(&kafka, &names.topic, 6).await.context("Failed to create the run's topic")?;
+    voteflow_runtime::kafka::ensure_topic(&kafka, &format!("{}.dlq", names.topic), 1).await?;
+    println!(
+        "chaos run {id}: topic {} (6 partitions), group {}, Redis prefix {}, MongoDB database {}; logs in {}",
+        names.topic,
+        names.group,
+        names.prefix,
+        names.database,
+        config.run_dir.display()
+    );
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let mut pipeline = Pipeline::new(config, &names);
+    for service in pipeline.all_mut() {
+        let took = service.start(&http).await?;
+        println!("started {} in {:.1} s", service.name, took.as_secs_f64());
+    }
+    let stack = Stack { script: config.stack_script.clone(), log: config.run_dir.join("stack.log") };
+
+    let load = Load::default();
+    let load_secs = Duration::from_secs(config.load_secs);
+    println!(
+        "load: {} votes/s through {} (/rest/votes and /grpc/votes) for {} s, faults on the way",
+        config.rate, config.ingress_url, config.load_secs
+    );
+    let sending = load.run(&config.ingress_url, config.rate, load_secs, Duration::from_secs(60));
+    let faults = inject_faults(&mut pipeline, &stack, &http, load.timeline.started);
+    let progress = tokio::spawn(print_progress(load.clone_handles()));
+    let (_, faults) = tokio::join!(sending, faults);
+    progress.abort();
+    let faults = faults?;
+    println!(
+        "load done: {} votes sent in {:.1} s",
+        load.sent.load(std::sync::atomic::Ordering::Relaxed),
+        load.timeline.started.elapsed().as_secs_f64()
+    );
+
+    let ledger = load.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let sinks = verdict::Sinks::connect(&config.redis_url, &names.prefix, &config.mongodb_uri, &names.database).await?;
+    let accepted = ledger.iter().filter(|vote| vote.answer == load::Answer::Accepted).count() as u64;
+    sinks.wait_for_catch_up(accepted, Duration::from_secs(config.catch_up_secs)).await?;
+    let consumer_figures = pipeline.consumer_figures(&http).await;
+
+    println!("faults (answers counted from the fault's start to 2 s after it ended):");
+    for fault in &faults {
+        let (ok, refused, unavailable) =
+            load.timeline.between(fault.at, fault.at + fault.lasted + Duration::from_secs(2));
+        println!(
+            "  fault={:<22} at={:>5.1}s lasted={:>5.2}s answers: accepted={ok} refused_invalid={refused} unavailable={unavailable}: {}",
+            fault.name,
+            fault.at.as_secs_f64(),
+            fault.lasted.as_secs_f64(),
+            fault.detail
+        );
+    }
+    println!("consumers now running: {consumer_figures}");
+    let verdict = verdict::judge(&ledger, &sinks).await?;
+    verdict.print();
+    drop(pipeline);
+    if verdict.passed() {
+        // What passed is not worth keeping; a failed run's data stays for inspection.
+        sinks.remove_run_data().await?;
+        voteflow_runtime::kafka::delete_topics(&kafka, &[&names.topic, &format!("{}.dlq", names.topic)]).await?;
+    } else {
+        println!(
+            "kept for inspection: topic {}, Redis keys {}*, MongoDB database {}",
+            names.topic, names.prefix, names.database
+        );
+    }
+    Ok(verdict.passed())
+}
+
+async fn print_progress(load: Load) {
+    use std::sync::atomic::Ordering;
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let answered = load.ledger.lock().map(|ledger| ledger.len()).unwrap_or_default();
+        println!(
+            "[chaos] t={:>4.0}s sent={} answered={} waiting_or_retrying={}",
+            load.timeline.started.elapsed().as_secs_f64(),
+            load.sent.load(Ordering::Relaxed),
+            answered,
+            load.in_flight.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The six voteflow processes of the run.
+struct Pipeline {
+    rest_server: Service,
+    grpc_server: Service,
+    rest_client: Service,
+    grpc_client: Service,
+    consumer_a: Service,
+    consumer_b: Service,
+}
+
+impl Pipeline {
+    fn new(config: &ChaosConfig, names: &RunNames) -> Self {
+        let bin = |name: &str| config.bin_dir.join(name);
+        let base = vec![
+            ("KAFKA_BROKERS", config.kafka_brokers.clone()),
+            ("KAFKA_TOPIC", names.topic.clone()),
+            ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
+        ];
+        let with = |extra: &[(&'static str, String)]| {
+            let mut env = base.clone();
+            env.extend(extra.iter().cloned());
+            env
+        };
+        let consumer_env = |admin: &str, member: &str| {
+            with(&[
+                ("KAFKA_GROUP_ID", names.group.clone()),
+                // Static membership: a restarted replica takes its partitions back at once.
+                ("KAFKA_GROUP_INSTANCE_ID", format!("{}-{member}", names.group)),
+                ("KAFKA_DLQ_TOPIC", format!("{}.dlq", names.topic)),
+                ("REDIS_URL", config.redis_url.clone()),
+                ("REDIS_KEY_PREFIX", names.prefix.clone()),
+                ("MONGODB_URI", config.mongodb_uri.clone()),
+                ("MONGODB_DATABASE", names.database.clone()),
+                ("CONSUMER_ADMIN_LISTEN", admin.to_owned()),
+                // A SIGKILLed member keeps its partitions for the session timeout; a short
+                // one keeps the run short (the drain deadline must stay below it).
+                ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
+                ("SHUTDOWN_DEADLINE_SECS", "4".to_owned()),
+            ])
+        };
+        let dir = &config.run_dir;
+        let ready = |address: &str| format!("http://{address}/readyz");
+        Self {
+            rest_server: Service::new("rest-server", bin("rest-server"), &with(&[]), ready("127.0.0.1:8080"), dir),
+            grpc_server: Service::new("grpc-server", bin("grpc-server"), &with(&[]), ready("127.0.0.1:9301"), dir),
+            rest_client: Service::new("rest-client", bin("rest-client"), &with(&[]), ready("127.0.0.1:8000"), dir),
+            grpc_client: Service::new("grpc-client", bin("grpc-client"), &with(&[]), ready("127.0.0.1:3000"), dir),
+            consumer_a: Service::new(
+                "consumer-a",
+                bin("consumer"),
+                &consumer_env(CONSUMER_A_ADMIN, "a"),
+                ready(CONSUMER_A_ADMIN),
+                dir,
+            ),
+            consumer_b: Service::new(
+                "consumer-b",
+                bin("consumer"),
+                &consumer_env(CONSUMER_B_ADMIN, "b"),
+                ready(CONSUMER_B_ADMIN),
+                dir,
+            ),
+        }
+    }
+
+    fn all_mut(&mut self) -> [&mut Service; 6] {
+        [
+            &mut self.rest_server,
+            &mut self.grpc_server,
+            &mut self.rest_client,
+            &mut self.grpc_client,
+            &mut self.consumer_a,
+            &mut self.consumer_b,
+        ]
+    }
+
+    /// What the running consumers say about duplicates they absorbed (their counters
+    /// start at zero with each process).
+    async fn consumer_figures(&self, http: &reqwest::Client) -> String {
+        let mut figures = Vec::new();
+        for (name, admin) in [("consumer-a", CONSUMER_A_ADMIN), ("consumer-b", CONSUMER_B_ADMIN)] {
+            let series = [
+                ("batches", "voteflow_consumer_batches_total"),
+                ("redelivered", "voteflow_consumer_duplicates_total{kind=\"redelivered\"}"),
+                ("retries", "voteflow_consumer_duplicates_total{kind=\"retry\"}"),
+                ("redis_errors", "voteflow_consumer_sink_errors_total{sink=\"redis\"}"),
+                ("mongo_errors", "voteflow_consumer_sink_errors_total{sink=\"mongo\"}"),
+            ];
+            let values = scrape(http, admin, &series.map(|(_, s)| s)).await;
+            let shown: Vec<String> =
+                series.iter().zip(values).map(|((label, _), value)| format!("{label}={value}")).collect();
+            figures.push(format!("{name}[{}]", shown.join(" ")));
+        }
+        figures.join(" ")
+    }
+}
+
+/// Values of the given series on a service's /metrics (0 when absent or unreachable).
+async fn scrape(http: &reqwest::Client, admin: &str, series: &[&str]) -> Vec<u64> {
+    let body = match http.get(format!("http://{admin}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    series
+        .iter()
+        .map(|name| {
+            body.lines()
+                .find_map(|line| line.strip_prefix(name).and_then(|value| value.trim().parse::<f64>().ok()))
+                .unwrap_or(0.0) as u64
+        })
+        .collect()
+}
+
+async fn at(started: Instant, second: u64) {
+    tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
+}
+
+/// The schedule, in seconds since the load began. Each step waits for the part it broke
+/// to be back before the next one, so the faults do not pile up on a 2-core machine.
+async fn inject_faults(
+    pipeline: &mut Pipeline,
+    stack: &Stack,
+    http: &reqwest::Client,
+    started: Instant,
+) -> anyhow::Result<Vec<FaultReport>> {
+    let mut faults = Vec::new();
+    let since = |instant: Instant| instant.duration_since(started);
+
+    for (round, second) in [3, 7, 11, 15, 19].into_iter().enumerate() {
+        at(started, second).await;
+        let begun = Instant::now();
+        let in_hand = kill_mid_batch(&mut pipeline.consumer_a, CONSUMER_A_ADMIN, http).await?;
+        let restart = pipeline.consumer_a.start(http).await?;
+        faults.push(FaultReport {
+            name: format!("sigkill-consumer-a#{}", round + 1),
+            at: since(begun),
+            lasted: begun.elapsed(),
+            detail: format!("{in_hand}; restarted, ready in {:.2}s", restart.as_secs_f64()),
+        });
+    }
+
+    at(started, 23).await;
+    let begun = Instant::now();
+    let in_hand = kill_mid_batch(&mut pipeline.consumer_b, CONSUMER_B_ADMIN, http).await?;
+    at(started, 30).await;
+    let restart = pipeline.consumer_b.start(http).await?;
+    faults.push(FaultReport {
+        name: "sigkill-replica-b".to_owned(),
+        at: since(begun),
+        lasted: begun.elapsed(),
+        detail: format!(
+            "{in_hand}; down past its 6 s session, so its partitions moved to consumer-a; b back at 30 s, ready in {:.2}s",
+            restart.as_secs_f64()
+        ),
+    });
+
+    for (name, service, second) in [("stop-redis-5s", "redis", 32), ("stop-mongo-5s", "mongo", 40)] {
+        at(started, second).await;
+        let begun = Instant::now();
+        let stopping = stack.run("down", service).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let starting = stack.run("up", service).await?;
+        faults.push(FaultReport {
+            name: name.to_owned(),
+            at: since(begun),
+            lasted: begun.elapsed(),
+            detail: format!(
+                "stop took {:.2}s, down 5 s, start took {:.2}s",
+                stopping.as_secs_f64(),
+                starting.as_secs_f64()
+            ),
+        });
+    }
+
+    at(started, 48).await;
+    let begun = Instant::now();
+    let (status, drained) = pipeline.grpc_server.terminate(Duration::from_secs(15)).await?;
+    let restart = pipeline.grpc_server.start(http).await?;
+    faults.push(FaultReport {
+        name: "sigterm-grpc-server".to_owned(),
+        at: since(begun),
+        lasted: begun.elapsed(),
+        detail: format!(
+            "drained and exited ({status}) in {:.2}s; restarted and ready in {:.2}s",
+            drained.as_secs_f64(),
+            restart.as_secs_f64()
+        ),
+    });
+    anyhow::ensure!(status.success(), "grpc-server did not exit cleanly on SIGTERM: {status}");
+
+    at(started, 53).await;
+    let begun = Instant::now();
+    let rss_before = (pipeline.rest_server.rss_mib(), pipeline.grpc_server.rss_mib());
+    let stopping = stack.run("down", "kafka").await?;
+    let starting = stack.run("up", "kafka").await?;
+    let rss_after = (pipeline.rest_server.rss_mib(), pipeline.grpc_server.rss_mib());
+    faults.push(FaultReport {
+        name: "restart-kafka".to_owned(),
+        at: since(begun),
+        lasted: begun.elapsed(),
+        detail: format!(
+            "stop took {:.2}s, start took {:.2}s; RSS MiB rest-server {} -> {}, grpc-server {} -> {}",
+            stopping.as_secs_f64(),
+            starting.as_secs_f64(),
+            mib(rss_before.0),
+            mib(rss_after.0),
+            mib(rss_before.1),
+            mib(rss_after.1)
+        ),
+    });
+    Ok(faults)
+}
+
+const CONSUMER_A_ADMIN: &str = "127.0.0.1:9110";
+const CONSUMER_B_ADMIN: &str = "127.0.0.1:9111";
+
+/// SIGKILLs a consumer while it holds a batch (records received, not yet committed), as
+/// its `voteflow_consumer_records_in_hand` gauge shows; waits up to 5 s for one. Says
+/// what it found.
+async fn kill_mid_batch(consumer: &mut Service, admin: &str, http: &reqwest::Client) -> anyhow::Result<String> {
+    let looking = Instant::now();
+    let mut in_hand = 0;
+    while looking.elapsed() < Duration::from_secs(5) {
+        in_hand = scrape(http, admin, &["voteflow_consumer_records_in_hand"]).await[0];
+        if in_hand > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    consumer.kill()?;
+    Ok(if in_hand > 0 {
+        format!("killed holding a batch of {in_hand} records (uncommitted)")
+    } else {
+        "killed between batches (none in hand for 5 s)".to_owned()
+    })
+}
+
+fn mib(value: Option<f64>) -> String {
+    value.map_or_else(|| "?".to_owned(), |mib| format!("{mib:.1}"))
+}

@@ -1,0 +1,178 @@
+//! The suite's verdict: what the client was told against what Redis and MongoDB hold,
+//! per band and per vote_id, once the consumers have caught up.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt as _;
+use mongodb::bson::{Document, doc};
+use redis::AsyncCommands as _;
+use uuid::Uuid;
+
+use super::load::{Answer, SentVote};
+
+pub struct Sinks {
+    redis: redis::aio::MultiplexedConnection,
+    prefix: String,
+    votes: mongodb::Collection<Document>,
+    mongo: mongodb::Client,
+}
+
+impl Sinks {
+    pub async fn connect(redis_url: &str, prefix: &str, mongodb_uri: &str, database: &str) -> anyhow::Result<Self> {
+        let redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+        let mongo = mongodb::Client::with_uri_str(mongodb_uri).await?;
+        let votes = mongo.database(database).collection("votes");
+        Ok(Self { redis, prefix: prefix.to_owned(), votes, mongo })
+    }
+
+    /// Drops the run's database and Redis keys.
+    pub async fn remove_run_data(&self) -> anyhow::Result<()> {
+        let database = self.votes.namespace().db;
+        self.mongo.database(&database).drop().await?;
+        let mut redis = self.redis.clone();
+        let keys: Vec<String> = redis.keys(format!("{}*", self.prefix)).await?;
+        if !keys.is_empty() {
+            redis.del::<_, ()>(keys).await?;
+        }
+        Ok(())
+    }
+
+    async fn counted(&self) -> anyhow::Result<u64> {
+        Ok(self.redis.clone().get::<_, Option<u64>>(format!("{}total", self.prefix)).await?.unwrap_or(0))
+    }
+
+    async fn logged(&self) -> anyhow::Result<u64> {
+        Ok(self.votes.count_documents(doc! {}).await?)
+    }
+
+    /// Waits until both sinks hold at least `accepted` votes and have stopped moving for
+    /// 3 s (so a late double count shows), or `within` passes; prints progress.
+    pub async fn wait_for_catch_up(&self, accepted: u64, within: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut last = (u64::MAX, u64::MAX);
+        let mut still_since = Instant::now();
+        let mut last_print = Instant::now();
+        loop {
+            let now = (self.counted().await.unwrap_or(0), self.logged().await.unwrap_or(0));
+            if now != last {
+                last = now;
+                still_since = Instant::now();
+            }
+            let caught_up = now.0 >= accepted && now.1 >= accepted && still_since.elapsed() >= Duration::from_secs(3);
+            if caught_up || started.elapsed() > within {
+                println!(
+                    "catch-up: counted {} logged {} of {accepted} accepted after {:.1} s",
+                    now.0,
+                    now.1,
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            if last_print.elapsed() >= Duration::from_secs(5) {
+                last_print = Instant::now();
+                println!("[chaos] waiting for the consumers: counted {} logged {} of {accepted}", now.0, now.1);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub accepted: u64,
+    pub counted: u64,
+    pub logged: u64,
+    /// Accepted votes missing from the log, plus per band counts short of what was accepted.
+    pub lost: u64,
+    /// Logged votes that were never accepted, plus per band counts above what was accepted.
+    pub duplicated: u64,
+    /// Valid votes answered 4xx, and invalid votes answered 2xx: both wrong answers.
+    pub wrong_answers: u64,
+    /// Votes never answered 2xx or 4xx before the client gave up.
+    pub gave_up: u64,
+    pub refused: u64,
+    pub retried: u64,
+    /// band -> (accepted, counted in Redis, logged in MongoDB).
+    pub bands: BTreeMap<String, (u64, u64, u64)>,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.accepted > 0
+            && self.lost == 0
+            && self.duplicated == 0
+            && self.wrong_answers == 0
+            && self.accepted == self.counted
+            && self.counted == self.logged
+    }
+
+    pub fn print(&self) {
+        println!("per band: accepted / counted (Redis) / logged (MongoDB)");
+        for (band, (accepted, counted, logged)) in &self.bands {
+            let mark = if accepted == counted && counted == logged { "" } else { "   <-- MISMATCH" };
+            println!("  {band:<28} {accepted:>7} {counted:>7} {logged:>7}{mark}");
+        }
+        println!(
+            "client: retried={} (votes answered 503/5xx/no answer at least once, then re-sent with the same vote_id) \
+             refused={} (invalid on purpose, 4xx) gave_up={} wrong_answers={}",
+            self.retried, self.refused, self.gave_up, self.wrong_answers
+        );
+        println!(
+            "accepted={} counted={} logged={} lost={} duplicated={}",
+            self.accepted, self.counted, self.logged, self.lost, self.duplicated
+        );
+    }
+}
+
+pub async fn judge(ledger: &[SentVote], sinks: &Sinks) -> anyhow::Result<Verdict> {
+    let mut verdict = Verdict::default();
+    let mut accepted: HashMap<Uuid, &str> = HashMap::new();
+    for vote in ledger {
+        if vote.attempts > 1 {
+            verdict.retried += 1;
+        }
+        match vote.answer {
+            Answer::Accepted => {
+                accepted.insert(vote.vote_id, &vote.band);
+                verdict.bands.entry(vote.band.clone()).or_default().0 += 1;
+            }
+            Answer::Refused => verdict.refused += 1,
+            Answer::Unavailable => verdict.gave_up += 1,
+        }
+        let wrong = match vote.answer {
+            Answer::Accepted => !vote.valid,
+            Answer::Refused => vote.valid,
+            Answer::Unavailable => false,
+        };
+        verdict.wrong_answers += u64::from(wrong);
+    }
+    verdict.accepted = accepted.len() as u64;
+
+    let by_band: HashMap<String, u64> = sinks.redis.clone().hgetall(format!("{}votes:band", sinks.prefix)).await?;
+    for (band, counted) in &by_band {
+        verdict.bands.entry(band.clone()).or_default().1 = *counted;
+    }
+    verdict.counted = sinks.counted().await?;
+
+    let mut logged_ids = HashSet::new();
+    let mut cursor = sinks.votes.find(doc! {}).projection(doc! { "band": 1 }).await?;
+    while let Some(document) = cursor.try_next().await? {
+        verdict.logged += 1;
+        let id = document.get_str("_id").ok().and_then(|id| Uuid::parse_str(id).ok());
+        let band = document.get_str("band").unwrap_or_default().to_owned();
+        verdict.bands.entry(band).or_default().2 += 1;
+        match id {
+            Some(id) if accepted.contains_key(&id) => {
+                logged_ids.insert(id);
+            }
+            _ => verdict.duplicated += 1,
+        }
+    }
+    verdict.lost = accepted.keys().filter(|id| !logged_ids.contains(id)).count() as u64;
+    for (accepted, counted, _) in verdict.bands.values() {
+        verdict.lost += accepted.saturating_sub(*counted);
+        verdict.duplicated += counted.saturating_sub(*accepted);
+    }
+    Ok(verdict)
+}
