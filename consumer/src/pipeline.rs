@@ -150,11 +150,7 @@ async fn run(
         return Ok(());
     }
     let dead_letters = DeadLetters::new(&settings.kafka.brokers, &settings.dlq_topic)?;
-    let mut config = ClientConfig::new();
-    if !settings.group_instance_id.is_empty() {
-        config.set("group.instance.id", &settings.group_instance_id);
-    }
-    let consumer: GroupConsumer = config
+    let consumer: GroupConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", &settings.group_id)
         .set("client.id", "voteflow-consumer")
@@ -174,7 +170,16 @@ async fn run(
         Sinks { topic: topic.clone(), tally, log, dead_letters, metrics, readiness, shutdown: shutdown.clone() };
     // Per partition still owned, the offset after the last record written to the sinks.
     let mut processed: BTreeMap<i32, i64> = BTreeMap::new();
-    while let Some(batch) = collect(&consumer, &settings, &sinks.metrics.records_in_hand, &shutdown).await {
+    let mut fatal = None;
+    loop {
+        let batch = match collect(&consumer, &settings, &sinks.metrics.records_in_hand, &shutdown).await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(error) => {
+                fatal = Some(error);
+                break;
+            }
+        };
         // Offsets of partitions revoked while the batch was filling are not ours to commit.
         processed.retain(|partition, _| !batch.revoked.contains(partition));
         if batch.records.is_empty() {
@@ -192,7 +197,12 @@ async fn run(
     }
     close(consumer, topic, processed, settings.shutdown_deadline()).await;
     tracing::info!("consumer stopped");
-    Ok(())
+    match fatal {
+        // The process exits non-zero and its supervisor starts a fresh one; what was not
+        // committed is redelivered to whoever owns the partitions next.
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 /// What one round of polling gave: records to write, and partitions revoked meanwhile.
@@ -221,20 +231,25 @@ impl Batch {
 }
 
 /// Waits for the first record (or shutdown), then takes what arrives until the batch is
-/// full or `batch_max_wait` has passed. `None` means shutdown with nothing in hand.
+/// full or `batch_max_wait` has passed. `None` means shutdown with nothing in hand; an
+/// error, a fatal Kafka error (the client is unusable, only a new process helps).
 async fn collect(
     consumer: &GroupConsumer,
     settings: &ConsumerSettings,
     in_hand: &prometheus::IntGauge,
     shutdown: &CancellationToken,
-) -> Option<Batch> {
+) -> anyhow::Result<Option<Batch>> {
     let first = loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ok(None),
             received = consumer.recv() => match received {
                 Ok(message) => break message,
                 Err(error) => {
+                    if let Some((code, reason)) = consumer.client().fatal_error() {
+                        tracing::error!(?code, %reason, "fatal Kafka consumer error; stopping");
+                        anyhow::bail!("fatal Kafka consumer error {code:?}: {reason}");
+                    }
                     tracing::warn!(%error, "Kafka consumer error; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -269,7 +284,7 @@ async fn collect(
     // A revocation during the last poll (which returned no record) counts too.
     batch.note_revocations(consumer, &mut revocations_seen);
     in_hand.set(batch.records.len() as i64);
-    Some(batch)
+    Ok(Some(batch))
 }
 
 fn receive(message: &BorrowedMessage<'_>) -> Received {

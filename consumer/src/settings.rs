@@ -22,13 +22,6 @@ pub struct ConsumerSettings {
     /// Consumer group; every replica of the consumer uses the same one.
     #[arg(long, env = "KAFKA_GROUP_ID", default_value = "voteflow-consumer")]
     pub group_id: String,
-    /// Static group membership (Kafka's group.instance.id): a member restarted with the
-    /// same id within the session timeout gets its partitions back at once, without a
-    /// rebalance of the group (use the pod name). Empty: dynamic membership, where a
-    /// graceful stop hands partitions over at once but a crashed member holds them until
-    /// its session times out.
-    #[arg(long, env = "KAFKA_GROUP_INSTANCE_ID", default_value = "")]
-    pub group_instance_id: String,
     /// Topic for records that cannot be decoded.
     #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "votes.dlq")]
     pub dlq_topic: String,

@@ -67,7 +67,12 @@ async fn main() -> anyhow::Result<()> {
         load_secs: args.load_secs,
         catch_up_secs: args.catch_up_secs,
     };
-    if !chaos::run(&config).await? {
+    // Interrupted: dropping the run stops every service it started.
+    let passed = tokio::select! {
+        passed = chaos::run(&config) => passed?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the services it started are stopped"),
+    };
+    if !passed {
         eprintln!("[chaos] FAILED: every accepted vote must be counted once and logged once, and nothing else");
         std::process::exit(1);
     }

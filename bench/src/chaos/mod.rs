@@ -59,8 +59,9 @@ struct RunNames {
 
 pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     anyhow::ensure!(config.load_secs >= MIN_LOAD_SECS, "--load-secs must be at least {MIN_LOAD_SECS}");
-    std::fs::create_dir_all(&config.run_dir)?;
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let config = &ChaosConfig { run_dir: config.run_dir.join(&id), ..config.clone() };
+    std::fs::create_dir_all(&config.run_dir)?;
     let names = RunNames {
         topic: format!("chaos-{id}.votes"),
         group: format!("chaos-{id}"),
@@ -181,11 +182,9 @@ impl Pipeline {
             env.extend(extra.iter().cloned());
             env
         };
-        let consumer_env = |admin: &str, member: &str| {
+        let consumer_env = |admin: &str| {
             with(&[
                 ("KAFKA_GROUP_ID", names.group.clone()),
-                // Static membership: a restarted replica takes its partitions back at once.
-                ("KAFKA_GROUP_INSTANCE_ID", format!("{}-{member}", names.group)),
                 ("KAFKA_DLQ_TOPIC", format!("{}.dlq", names.topic)),
                 ("REDIS_URL", config.redis_url.clone()),
                 ("REDIS_KEY_PREFIX", names.prefix.clone()),
@@ -193,9 +192,10 @@ impl Pipeline {
                 ("MONGODB_DATABASE", names.database.clone()),
                 ("CONSUMER_ADMIN_LISTEN", admin.to_owned()),
                 // A SIGKILLed member keeps its partitions for the session timeout; a short
-                // one keeps the run short (the drain deadline must stay below it).
-                ("KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
-                ("SHUTDOWN_DEADLINE_SECS", "4".to_owned()),
+                // one keeps the run short (the local broker allows 2 s and up; the drain
+                // deadline must stay below it).
+                ("KAFKA_SESSION_TIMEOUT_MS", "3000".to_owned()),
+                ("SHUTDOWN_DEADLINE_SECS", "2".to_owned()),
             ])
         };
         let dir = &config.run_dir;
@@ -208,14 +208,14 @@ impl Pipeline {
             consumer_a: Service::new(
                 "consumer-a",
                 bin("consumer"),
-                &consumer_env(CONSUMER_A_ADMIN, "a"),
+                &consumer_env(CONSUMER_A_ADMIN),
                 ready(CONSUMER_A_ADMIN),
                 dir,
             ),
             consumer_b: Service::new(
                 "consumer-b",
                 bin("consumer"),
-                &consumer_env(CONSUMER_B_ADMIN, "b"),
+                &consumer_env(CONSUMER_B_ADMIN),
                 ready(CONSUMER_B_ADMIN),
                 dir,
             ),
@@ -308,7 +308,7 @@ async fn inject_faults(
         at: since(begun),
         lasted: begun.elapsed(),
         detail: format!(
-            "{in_hand}; down past its 6 s session, so its partitions moved to consumer-a; b back at 30 s, ready in {:.2}s",
+            "{in_hand}; down past its 3 s session, so its partitions moved to consumer-a; b back at 30 s, ready in {:.2}s",
             restart.as_secs_f64()
         ),
     });
@@ -374,12 +374,13 @@ const CONSUMER_A_ADMIN: &str = "127.0.0.1:9110";
 const CONSUMER_B_ADMIN: &str = "127.0.0.1:9111";
 
 /// SIGKILLs a consumer while it holds a batch (records received, not yet committed), as
-/// its `voteflow_consumer_records_in_hand` gauge shows; waits up to 5 s for one. Says
+/// its `voteflow_consumer_records_in_hand` gauge shows; waits up to 8 s for one (the
+/// group may still be rebalancing after the previous kill). Says
 /// what it found.
 async fn kill_mid_batch(consumer: &mut Service, admin: &str, http: &reqwest::Client) -> anyhow::Result<String> {
     let looking = Instant::now();
     let mut in_hand = 0;
-    while looking.elapsed() < Duration::from_secs(5) {
+    while looking.elapsed() < Duration::from_secs(8) {
         in_hand = scrape(http, admin, &["voteflow_consumer_records_in_hand"]).await[0];
         if in_hand > 0 {
             break;
@@ -390,7 +391,7 @@ async fn kill_mid_batch(consumer: &mut Service, admin: &str, http: &reqwest::Cli
     Ok(if in_hand > 0 {
         format!("killed holding a batch of {in_hand} records (uncommitted)")
     } else {
-        "killed between batches (none in hand for 5 s)".to_owned()
+        "killed between batches (none in hand for 8 s)".to_owned()
     })
 }
 
