@@ -14,6 +14,8 @@
 //! always finished before this member acknowledges a revocation; records of a revoked
 //! partition that were received but not yet written are dropped (the new owner reads
 //! them from the committed offset), and their offsets are never committed by this member.
+//! After an assignment, counting resumes right after the last offset Redis counted (kept
+//! atomically with the counts), so a Redis that lost recent writes is filled in again.
 //! While a sink is down the loop polls nothing and commits nothing, and resumes by itself.
 //! Shutdown finishes the batch in hand, commits, and leaves the group within the deadline.
 
@@ -88,6 +90,8 @@ enum Received {
 struct GroupContext {
     revocations: AtomicU64,
     revoked: Mutex<BTreeSet<i32>>,
+    assignments: AtomicU64,
+    assigned: Mutex<BTreeSet<i32>>,
 }
 
 impl ClientContext for GroupContext {}
@@ -104,6 +108,8 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(partitions) => {
                 let assigned: Vec<i32> = partitions.elements().iter().map(|p| p.partition()).collect();
                 tracing::info!(?assigned, "partitions assigned");
+                self.assigned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(assigned);
+                self.assignments.fetch_add(1, Ordering::SeqCst);
             }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
         }
@@ -117,6 +123,14 @@ impl GroupContext {
 
     fn take_revoked(&self) -> BTreeSet<i32> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    fn assignments(&self) -> u64 {
+        self.assignments.load(Ordering::SeqCst)
+    }
+
+    fn take_assigned(&self) -> BTreeSet<i32> {
+        std::mem::take(&mut *self.assigned.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 
@@ -171,8 +185,9 @@ async fn run(
     // Per partition still owned, the offset after the last record written to the sinks.
     let mut processed: BTreeMap<i32, i64> = BTreeMap::new();
     let mut fatal = None;
+    let mut assignments_seen = 0;
     loop {
-        let batch = match collect(&consumer, &settings, &sinks.metrics.records_in_hand, &shutdown).await {
+        let batch = match collect(&consumer, &settings, &sinks, &mut assignments_seen, &shutdown).await {
             Ok(Some(batch)) => batch,
             Ok(None) => break,
             Err(error) => {
@@ -236,15 +251,27 @@ impl Batch {
 async fn collect(
     consumer: &GroupConsumer,
     settings: &ConsumerSettings,
-    in_hand: &prometheus::IntGauge,
+    sinks: &Sinks,
+    assignments_seen: &mut u64,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Batch>> {
+    let in_hand = &sinks.metrics.records_in_hand;
     let first = loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(None),
+            // An assignment arrives inside `recv` without a record; its partitions must be
+            // positioned before any record can come (dropping `recv` loses nothing).
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                start_at_applied(consumer, sinks, assignments_seen).await;
+            }
             received = consumer.recv() => match received {
-                Ok(message) => break message,
+                Ok(message) => {
+                    // A record from before a repositioning comes again from the new position.
+                    if !start_at_applied(consumer, sinks, assignments_seen).await.contains(&message.partition()) {
+                        break message;
+                    }
+                }
                 Err(error) => {
                     if let Some((code, reason)) = consumer.client().fatal_error() {
                         tracing::error!(?code, %reason, "fatal Kafka consumer error; stopping");
@@ -271,7 +298,11 @@ async fn collect(
             received = consumer.recv() => match received {
                 Ok(message) => {
                     batch.note_revocations(consumer, &mut revocations_seen);
-                    batch.records.push(receive(&message));
+                    let moved = start_at_applied(consumer, sinks, assignments_seen).await;
+                    batch.records.retain(|received| !moved.contains(&received.partition()));
+                    if !moved.contains(&message.partition()) {
+                        batch.records.push(receive(&message));
+                    }
                     in_hand.set(batch.records.len() as i64);
                 }
                 Err(error) => {
@@ -285,6 +316,47 @@ async fn collect(
     batch.note_revocations(consumer, &mut revocations_seen);
     in_hand.set(batch.records.len() as i64);
     Ok(Some(batch))
+}
+
+/// After an assignment, starts each newly assigned partition right after the last offset
+/// the Redis tally has counted, when Redis knows one, instead of at the committed offset.
+/// Redis records that offset atomically with the counts, so it is where counting must
+/// resume: ahead of a lagging commit it skips records already counted, and behind it
+/// (Redis restored from an older snapshot, or a crash lost its last second of AOF) it
+/// replays what the counters lost, which MongoDB absorbs and the tally counts again.
+/// Returns the partitions it moved; their records received before are stale.
+async fn start_at_applied(consumer: &GroupConsumer, sinks: &Sinks, seen: &mut u64) -> BTreeSet<i32> {
+    let now = consumer.context().assignments();
+    if now == *seen {
+        return BTreeSet::new();
+    }
+    *seen = now;
+    let assigned = consumer.context().take_assigned();
+    let applied = match tokio::time::timeout(Duration::from_secs(2), sinks.tally.applied_offsets(&sinks.topic)).await {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot read the applied offsets; starting at the committed offsets");
+            return BTreeSet::new();
+        }
+        Err(_) => {
+            tracing::warn!("Redis did not answer within 2 s; starting at the committed offsets");
+            return BTreeSet::new();
+        }
+    };
+    let mut moved = BTreeSet::new();
+    for partition in assigned {
+        let Some(last) = applied.get(&partition) else { continue };
+        match consumer.seek(&sinks.topic, partition, Offset::Offset(last + 1), Duration::from_secs(2)) {
+            Ok(()) => {
+                moved.insert(partition);
+            }
+            Err(error) => tracing::warn!(%error, partition, "cannot seek; starting at the committed offset"),
+        }
+    }
+    if !moved.is_empty() {
+        tracing::info!(?moved, "assigned partitions start after the last offset counted in Redis");
+    }
+    moved
 }
 
 fn receive(message: &BorrowedMessage<'_>) -> Received {

@@ -11,7 +11,7 @@
 //! `votes:band`, `votes:album`, `votes:path` (hashes: field -> votes), `leaderboard`
 //! (sorted set: band scored by votes), `applied:<topic>` (hash: partition -> offset).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -108,6 +108,12 @@ impl Tally {
             .set_max_delay(Duration::from_secs(1));
         let connection = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self { connection, keys: TallyKeys::new(key_prefix), apply_batch: redis::Script::new(APPLY_BATCH).into() })
+    }
+
+    /// Per partition of `topic`, the last offset counted.
+    pub async fn applied_offsets(&self, topic: &str) -> redis::RedisResult<HashMap<i32, i64>> {
+        let mut connection = self.connection.clone();
+        redis::cmd("HGETALL").arg(self.keys.applied(topic)).query_async(&mut connection).await
     }
 
     /// Counts a batch of `topic` in one atomic round trip: the `countable` votes above

@@ -35,15 +35,16 @@ impl TestTopic {
     }
 
     pub(crate) async fn send_vote(&self, band: &str) -> AcceptedRecord {
-        let json: VoteJson =
-            serde_json::from_value(serde_json::json!({"band": band, "album": "Test Album", "year": 2000, "rank": 5}))
-                .unwrap();
-        let record = AcceptedRecord {
-            vote: Vote::try_from(json).unwrap(),
-            accepted_at: chrono::Utc::now(),
-            path: VotePath::Rest,
-        };
+        let record = accepted_vote(band);
         self.send(&record.key(), &record.encode_payload(), Some("rest")).await;
         record
     }
+}
+
+/// A new vote for `band`, as rest-server would write it to Kafka.
+pub(crate) fn accepted_vote(band: &str) -> AcceptedRecord {
+    let json: VoteJson =
+        serde_json::from_value(serde_json::json!({"band": band, "album": "Test Album", "year": 2000, "rank": 5}))
+            .unwrap();
+    AcceptedRecord { vote: Vote::try_from(json).unwrap(), accepted_at: chrono::Utc::now(), path: VotePath::Rest }
 }

@@ -1,16 +1,76 @@
-//! Exactly-once effect: records read again (after a lost commit, a crash or a rebalance)
-//! and votes a client sent twice change neither the Redis tallies nor the vote log.
+//! Exactly-once effect: records read again (after a lost commit, a crash or a rebalance),
+//! votes a client sent twice, and a Redis that lost writes leave the Redis tallies and
+//! the vote log exactly as if every vote had been processed once.
 
 use std::time::Duration;
 
 use voteflow_proto::{AcceptedRecord, VotePath};
 
-use crate::helpers::{IsolatedConsumer, TestTopic, unique_id};
+use voteflow_consumer::sink::Consumed;
+use voteflow_consumer::sink::tally::Tally;
+use voteflow_consumer::sink::vote_log::VoteLog;
+
+use crate::helpers::{IsolatedConsumer, TestTopic, accepted_vote, env_or, unique_id};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn records_delivered_again_are_counted_and_logged_once() {
+async fn records_written_again_are_counted_and_logged_once() {
+    // Arrange: the sinks of one consumer, and 20 records of 2 partitions as it receives them.
+    let (prefix, database, topic) = (format!("test:{}:", unique_id()), format!("test_{}", unique_id()), "t.votes");
+    let tally = Tally::connect(&env_or("REDIS_URL", "redis://127.0.0.1:6379/"), &prefix).await.unwrap();
+    let log = VoteLog::connect(&env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/"), &database).await.unwrap();
+    let records: Vec<Consumed> = (0..20)
+        .map(|i| Consumed {
+            record: accepted_vote(&format!("Band {}", i % 4)),
+            partition: i % 2,
+            offset: i64::from(i / 2),
+        })
+        .collect();
+    let write = |batch: &'static [Consumed]| {
+        let (tally, log) = (tally.clone(), log.clone());
+        async move {
+            let logged = log.insert(batch).await.unwrap();
+            let countable: Vec<&Consumed> =
+                batch.iter().enumerate().filter(|(i, _)| !logged.retries.contains(i)).map(|(_, c)| c).collect();
+            let mut last_offsets = std::collections::BTreeMap::new();
+            for consumed in batch {
+                let last = last_offsets.entry(consumed.partition).or_insert(consumed.offset);
+                *last = (*last).max(consumed.offset);
+            }
+            let counted = tally.apply(topic, &last_offsets, &countable).await.unwrap();
+            (logged, counted.iter().map(|(_, votes)| votes).sum::<u64>())
+        }
+    };
+    let records: &'static [Consumed] = Box::leak(records.into_boxed_slice());
+
+    // Act: the first 12 written (then a crash before the commit), then all 20 again, then
+    // all 20 once more by a zombie after a rebalance.
+    let (_, first) = write(&records[..12]).await;
+    let (again, second) = write(records).await;
+    let (zombie, third) = write(records).await;
+
+    // Assert
+    assert_eq!((first, second, third), (12, 8, 0), "votes counted by each write");
+    assert_eq!((again.redelivered, zombie.redelivered), (12, 20), "the log saw the same records again");
+    assert!(again.retries.is_empty() && zombie.retries.is_empty(), "a redelivery is not a client retry");
+    let mut redis = redis::Client::open(env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let total: i64 = redis::cmd("GET").arg(format!("{prefix}total")).query_async(&mut redis).await.unwrap();
+    let bands: std::collections::HashMap<String, i64> =
+        redis::cmd("HGETALL").arg(format!("{prefix}votes:band")).query_async(&mut redis).await.unwrap();
+    assert_eq!(total, 20);
+    assert!((0..4).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts: {bands:?}");
+    let mongo = mongodb::Client::with_uri_str(env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/")).await.unwrap();
+    let logged = mongo.database(&database).collection::<mongodb::bson::Document>("votes");
+    assert_eq!(logged.count_documents(mongodb::bson::doc! {}).await.unwrap(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_group_over_the_same_sinks_counts_nothing_twice() {
     // Arrange: one consumer counts and logs 25 votes, then stops.
     let topic = TestTopic::create().await;
     let (database, prefix) = (format!("test_{}", unique_id()), format!("test:{}:", unique_id()));
@@ -21,17 +81,19 @@ async fn records_delivered_again_are_counted_and_logged_once() {
     assert_eq!(first.wait_for_counted(25, WITHIN).await, (25, 25));
     first.stop().await;
 
-    // Act: a consumer whose group has no commits reads every record again (as after
-    // lost commits), into the same Redis keys and vote log.
+    // Act: a consumer whose group has no commits (as after lost commits) over the same
+    // Redis keys and vote log, then 5 new votes.
     let second = IsolatedConsumer::start_in(&topic.name, &database, &format!("test-{}", unique_id()), &prefix).await;
+    for i in 0..5 {
+        topic.send_vote(&format!("Band {i}")).await;
+    }
 
-    // Assert
-    assert_eq!(second.wait_for_committed(25, WITHIN).await, 25, "the second group read and committed every record");
-    assert_eq!(second.total().await, 25, "no vote counted twice");
-    assert_eq!(second.logged().await, 25, "no document written twice");
+    // Assert: it counts the new votes, and only those.
+    assert_eq!(second.wait_for_counted(30, WITHIN).await, (30, 30));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!((second.total().await, second.logged().await), (30, 30), "no vote counted or logged twice");
     let bands = second.band_counts().await;
-    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts unchanged: {bands:?}");
-    assert_eq!(second.metric("voteflow_consumer_duplicates_total{kind=\"redelivered\"}").await, 25.0);
+    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 6), "per-band counts: {bands:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -88,4 +150,59 @@ async fn a_replica_leaving_mid_stream_hands_over_without_loss_or_double_count() 
     assert_eq!(staying.wait_for_counted(300, WITHIN).await, (300, 300));
     let bands = staying.band_counts().await;
     assert!((0..3).all(|i| bands[&format!("Band {i}")] == 100), "exact per-band counts: {bands:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tallies_a_redis_restore_lost_are_counted_again() {
+    // Arrange: 10 votes counted, a snapshot of the tally keys, 15 more counted and committed.
+    let topic = TestTopic::create().await;
+    let (database, group, prefix) =
+        (format!("test_{}", unique_id()), format!("test-{}", unique_id()), format!("test:{}:", unique_id()));
+    for i in 0..10 {
+        topic.send_vote(&format!("Band {}", i % 5)).await;
+    }
+    let first = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+    assert_eq!(first.wait_for_counted(10, WITHIN).await, (10, 10));
+    assert_eq!(first.wait_for_committed(10, WITHIN).await, 10);
+    let keys = [
+        first.keys.total.clone(),
+        first.keys.by_band.clone(),
+        first.keys.by_album.clone(),
+        first.keys.by_path.clone(),
+        first.keys.leaderboard.clone(),
+        first.keys.applied(&topic.name),
+    ];
+    first.stop().await;
+    let mut redis = redis::Client::open(crate::helpers::env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut snapshot = Vec::new();
+    for key in &keys {
+        let dumped: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut redis).await.unwrap();
+        snapshot.push((key.clone(), dumped));
+    }
+    for i in 10..25 {
+        topic.send_vote(&format!("Band {}", i % 5)).await;
+    }
+    let second = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+    assert_eq!(second.wait_for_counted(25, WITHIN).await, (25, 25));
+    assert_eq!(second.wait_for_committed(25, WITHIN).await, 25);
+    second.stop().await;
+
+    // Act: Redis comes back from the older snapshot (as after a crash that lost its
+    // last writes), while Kafka's committed offsets are past those votes.
+    for (key, dumped) in &snapshot {
+        let _: () =
+            redis::cmd("RESTORE").arg(key).arg(0).arg(dumped).arg("REPLACE").query_async(&mut redis).await.unwrap();
+    }
+    let restored: i64 = redis::cmd("GET").arg(&keys[0]).query_async(&mut redis).await.unwrap();
+    assert_eq!(restored, 10, "the restore took the tallies back");
+    let third = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+
+    // Assert: counting resumed where Redis had stopped, not where Kafka had committed.
+    assert_eq!(third.wait_for_counted(25, WITHIN).await, (25, 25));
+    let bands = third.band_counts().await;
+    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts whole again: {bands:?}");
 }
