@@ -79,3 +79,27 @@ apt_install() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# Python tools (linters, validators, Locust) live in one virtualenv in the cache.
+TOOLS_VENV=$VOTEFLOW_CACHE/venv
+
+# pip_tools PACKAGE...: installs missing PyPI packages into $TOOLS_VENV (created on first
+# use) and puts its bin/ first on PATH.
+pip_tools() {
+  if [[ ! -x $TOOLS_VENV/bin/pip ]]; then
+    rm -rf "$TOOLS_VENV"
+    python3 -m venv "$TOOLS_VENV" 2>/dev/null || {
+      apt_install python3-venv
+      python3 -m venv "$TOOLS_VENV"
+    }
+  fi
+  local missing=()
+  for pkg in "$@"; do
+    "$TOOLS_VENV/bin/pip" show -q "${pkg%%[=<>]*}" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    say "installing from PyPI into $TOOLS_VENV: ${missing[*]}"
+    "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "${missing[@]}" >&2
+  fi
+  export PATH=$TOOLS_VENV/bin:$PATH
+}
