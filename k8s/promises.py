@@ -1,0 +1,100 @@
+"""Checks what the rendered manifests promise (scripts/test runs it on every overlay):
+
+    kubectl kustomize k8s/overlays/gke | python k8s/promises.py gke
+
+Probes on the endpoints each binary really serves, the consumer's drain inside its grace
+period and session, the HPA's bounds, a PDB per Deployment, non-root containers with
+requests and limits, the ingress routes and the 50/50 split, and no credentials in the
+manifests. Exits 1 with one line per broken promise.
+"""
+
+import sys
+
+import yaml
+
+# Where each binary serves /healthz, /readyz and /metrics (the Dockerfile's listen defaults).
+ADMIN_PORTS = {"rest-client": 8000, "rest-server": 8080, "grpc-client": 3000, "grpc-server": 9301, "consumer": 9100}
+# Partitions of `votes`: the HPA's ceiling (a replica beyond it would hold no partition).
+VOTES_PARTITIONS = 12
+CREDENTIAL_WORDS = ("PASSWORD", "SECRET", "TOKEN")
+
+
+def main():
+    overlay = sys.argv[1] if len(sys.argv) > 1 else "?"
+    objects = [o for o in yaml.safe_load_all(sys.stdin) if o]
+    by_kind = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    broken, checked = [], 0
+
+    def check(ok, message):
+        nonlocal checked
+        checked += 1
+        if not ok:
+            broken.append(message)
+
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    check(set(deployments) == set(ADMIN_PORTS), f"Deployments {sorted(deployments)} != {sorted(ADMIN_PORTS)}")
+    pdb_selectors = [p["spec"]["selector"]["matchLabels"] for p in by_kind.get("PodDisruptionBudget", [])]
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        check(any(all(labels.get(k) == v for k, v in s.items()) for s in pdb_selectors), f"{name}: no PDB")
+        check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{name}: may run as root")
+        for container in pod["containers"]:
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+                get = container.get(probe, {}).get("httpGet", {})
+                port = ports.get(get.get("port"), get.get("port"))
+                check(get.get("path") == path and port == ADMIN_PORTS[name],
+                      f"{name}: {probe} is {get} but the binary serves {path} on {ADMIN_PORTS[name]}")
+            resources = container.get("resources", {})
+            check({"cpu", "memory"} <= set(resources.get("requests", {})), f"{name}: no cpu/memory requests")
+            check("memory" in resources.get("limits", {}), f"{name}: no memory limit")
+            for env in container.get("env", []):
+                value = str(env.get("value", ""))
+                check(not any(w in env["name"].upper() for w in CREDENTIAL_WORDS) or "valueFrom" in env,
+                      f"{name}: {env['name']} holds a credential in plain text")
+                check(not ("://" in value and "@" in value.split("://", 1)[1]),
+                      f"{name}: {env['name']} has credentials in its URL")
+    consumer = deployments.get("consumer")
+    if consumer:
+        pod = consumer["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])}
+        deadline = int(env.get("SHUTDOWN_DEADLINE_SECS", 10))
+        session_ms = int(env.get("KAFKA_SESSION_TIMEOUT_MS", 45000))
+        check(pod.get("terminationGracePeriodSeconds", 30) > deadline,
+              "consumer: terminationGracePeriodSeconds must exceed SHUTDOWN_DEADLINE_SECS")
+        check(deadline * 1000 < session_ms, "consumer: SHUTDOWN_DEADLINE_SECS must be below the session timeout")
+
+    hpas = [h for h in by_kind.get("HorizontalPodAutoscaler", []) if h["spec"]["scaleTargetRef"]["name"] == "consumer"]
+    check(len(hpas) == 1, "consumer: no HorizontalPodAutoscaler")
+    for hpa in hpas:
+        spec = hpa["spec"]
+        check(hpa["apiVersion"] == "autoscaling/v2", "HPA: not autoscaling/v2")
+        check(spec.get("minReplicas") == 2 and spec.get("maxReplicas") == VOTES_PARTITIONS,
+              f"HPA: bounds {spec.get('minReplicas')}..{spec.get('maxReplicas')}, want 2..{VOTES_PARTITIONS}")
+        check(any(m.get("resource", {}).get("name") == "cpu" for m in spec.get("metrics", [])), "HPA: no CPU target")
+
+    check(not by_kind.get("Secret"), "Secrets are in the manifests: credentials must be created in the cluster")
+    routes = {}
+    for ingress in by_kind.get("Ingress", []):
+        canary = ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/canary") == "true"
+        weight = ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/canary-weight")
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                routes.setdefault(path["path"], []).append((path["backend"]["service"]["name"], canary, weight))
+    check(routes.get("/rest(/|$)(.*)") == [("rest-client", False, None)], "ingress: /rest does not go to rest-client")
+    check(routes.get("/grpc(/|$)(.*)") == [("grpc-client", False, None)], "ingress: /grpc does not go to grpc-client")
+    for path in ("/votes", "/"):
+        check(sorted(routes.get(path, [])) == [("grpc-client", True, "50"), ("rest-client", False, None)],
+              f"ingress: {path} is not split 50/50 between rest-client and grpc-client: {routes.get(path)}")
+
+    for message in broken:
+        print(f"k8s {overlay}: BROKEN: {message}")
+    print(f"k8s {overlay}: {checked - len(broken)} of {checked} promise checks hold")
+    sys.exit(1 if broken else 0)
+
+
+if __name__ == "__main__":
+    main()
