@@ -4,8 +4,10 @@
 
 Probes on the endpoints each binary really serves, the consumer's drain inside its grace
 period and session, the HPA's bounds, a PDB per Deployment, non-root containers with
-requests and limits, the ingress routes and the 50/50 split, and no credentials in the
-manifests. Exits 1 with one line per broken promise.
+requests and limits, data on PersistentVolumeClaims, Kafka's brokers, voters and
+min.insync.replicas per overlay, NetworkPolicies (default deny; Kafka, Redis and MongoDB
+admit only their clients), the ingress routes and the 50/50 split, and no credentials in
+the manifests (only Secret references, to the Secrets the README creates). Exits 1 with one line per broken promise.
 """
 
 import sys
@@ -17,6 +19,32 @@ ADMIN_PORTS = {"rest-client": 8000, "rest-server": 8080, "grpc-client": 3000, "g
 # Partitions of `votes`: the HPA's ceiling (a replica beyond it would hold no partition).
 VOTES_PARTITIONS = 12
 CREDENTIAL_WORDS = ("PASSWORD", "SECRET", "TOKEN")
+# The Secrets the README has the operator create.
+SECRETS = {"voteflow-redis", "voteflow-mongodb", "voteflow-grafana"}
+KAFKA_BROKERS = {"gke": 3, "local": 1}
+# Who may open connections to whom (pod name label -> allowed client pod names).
+ALLOWED_CLIENTS = {
+    "kafka": {"rest-server", "grpc-server", "consumer", "kafka-topics", "kafka"},
+    "redis": {"consumer", "grafana"},
+    "mongodb": {"consumer"},
+}
+
+
+def check_network_policies(policies, check):
+    """Ingress is denied by default, and the datastores admit only their clients."""
+    default_deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")]
+    check(len(default_deny) == 1, "NetworkPolicy: no default deny of ingress")
+    for target, allowed in ALLOWED_CLIENTS.items():
+        clients = set()
+        for policy in policies:
+            if policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") != target:
+                continue
+            for rule in policy["spec"].get("ingress", []):
+                for source in rule.get("from", []):
+                    check("podSelector" in source and len(source) == 1,
+                          f"NetworkPolicy {target}: admits a source that is not a pod of the namespace: {source}")
+                    clients.add(source.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name"))
+        check(clients == allowed, f"NetworkPolicy {target}: admits {sorted(map(str, clients))}, want {sorted(allowed)}")
 
 
 def main():
@@ -33,9 +61,34 @@ def main():
         if not ok:
             broken.append(message)
 
-    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    all_deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    deployments = {name: d for name, d in all_deployments.items() if name in ADMIN_PORTS}
     check(set(deployments) == set(ADMIN_PORTS), f"Deployments {sorted(deployments)} != {sorted(ADMIN_PORTS)}")
     pdb_selectors = [p["spec"]["selector"]["matchLabels"] for p in by_kind.get("PodDisruptionBudget", [])]
+    workloads = list(all_deployments.values()) + by_kind.get("StatefulSet", [])
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            check("memory" in container.get("resources", {}).get("limits", {}), f"{name}: no memory limit")
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                check(ref is None or ref["name"] in SECRETS, f"{name}: reads Secret {ref} the README does not create")
+    statefulsets = {s["metadata"]["name"]: s for s in by_kind.get("StatefulSet", [])}
+    check(set(statefulsets) == {"kafka", "redis", "mongodb"}, f"StatefulSets {sorted(statefulsets)}")
+    for name, statefulset in statefulsets.items():
+        claims = statefulset["spec"].get("volumeClaimTemplates", [])
+        mounts = [m["name"] for c in statefulset["spec"]["template"]["spec"]["containers"] for m in c.get("volumeMounts", [])]
+        check(any(claim["metadata"]["name"] in mounts for claim in claims), f"{name}: data not on a PersistentVolumeClaim")
+    kafka = statefulsets.get("kafka")
+    if kafka:
+        env = {e["name"]: e.get("value") for e in kafka["spec"]["template"]["spec"]["containers"][0]["env"]}
+        brokers = kafka["spec"]["replicas"]
+        voters = env.get("KAFKA_CONTROLLER_QUORUM_VOTERS", "").split(",")
+        check(len(voters) == brokers, f"kafka: {brokers} brokers but {len(voters)} controller voters")
+        check(brokers == KAFKA_BROKERS[overlay], f"kafka: {brokers} brokers, want {KAFKA_BROKERS[overlay]} in {overlay}")
+        min_isr = int(env.get("KAFKA_MIN_INSYNC_REPLICAS", 1))
+        check(min_isr == max(1, brokers - 1), f"kafka: min.insync.replicas {min_isr} with {brokers} brokers")
+    check_network_policies(by_kind.get("NetworkPolicy", []), check)
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -19,6 +19,9 @@ pub struct ConsumerMetrics {
     /// record, after a crash, a lost commit or a rebalance) or `retry` (a client re-sent
     /// a vote_id already accepted).
     pub duplicates: IntCounterVec,
+    /// Records this replica is behind the partitions it owns (from librdkafka's statistics,
+    /// every 5 s); summed over replicas, the group's lag.
+    pub lag: prometheus::IntGauge,
     /// Records received and not yet committed: the batch in hand (0 between batches).
     pub records_in_hand: prometheus::IntGauge,
     /// Whether each sink is reachable (1) or failing (0), by sink.
@@ -56,6 +59,10 @@ impl ConsumerMetrics {
                 ),
                 &["kind"],
             )?,
+            lag: prometheus::IntGauge::new(
+                "voteflow_consumer_lag",
+                "Records behind the end of the partitions this replica owns (librdkafka statistics, every 5 s).",
+            )?,
             records_in_hand: prometheus::IntGauge::new(
                 "voteflow_consumer_records_in_hand",
                 "Records received but not yet written to every sink and committed (the batch in hand).",
@@ -74,6 +81,21 @@ impl ConsumerMetrics {
         registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.sink_up.clone()))?;
         registry.register(Box::new(metrics.records_in_hand.clone()))?;
+        registry.register(Box::new(metrics.lag.clone()))?;
+        // Every label value exists from the start, at 0, so dashboards show "none yet"
+        // rather than "no data".
+        for sink in ["redis", "mongo", "kafka_dlq"] {
+            metrics.sink_errors.with_label_values(&[sink]);
+        }
+        for reason in ["undecodable", "invalid_vote", "bad_path"] {
+            metrics.dead_letters.with_label_values(&[reason]);
+        }
+        for kind in ["redelivered", "retry"] {
+            metrics.duplicates.with_label_values(&[kind]);
+        }
+        for path in ["rest", "grpc"] {
+            metrics.votes.with_label_values(&[path]);
+        }
         Ok(metrics)
     }
 }

@@ -86,15 +86,27 @@ enum Received {
 
 /// Tells the batch loop which partitions were taken away. librdkafka calls it inside
 /// `recv`, so it runs between the loop's own steps, never during a sink write.
-#[derive(Default)]
 struct GroupContext {
+    /// Records behind the end of the partitions this member owns (librdkafka statistics).
+    lag: prometheus::IntGauge,
     revocations: AtomicU64,
     revoked: Mutex<BTreeSet<i32>>,
     assignments: AtomicU64,
     assigned: Mutex<BTreeSet<i32>>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
+            .map(|partition| partition.consumer_lag)
+            .sum();
+        self.lag.set(lag);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -117,6 +129,16 @@ impl ConsumerContext for GroupContext {
 }
 
 impl GroupContext {
+    fn new(lag: prometheus::IntGauge) -> Self {
+        Self {
+            lag,
+            revocations: AtomicU64::new(0),
+            revoked: Mutex::default(),
+            assignments: AtomicU64::new(0),
+            assigned: Mutex::default(),
+        }
+    }
+
     fn revocations(&self) -> u64 {
         self.revocations.load(Ordering::SeqCst)
     }
@@ -172,7 +194,9 @@ async fn run(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", settings.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", (settings.session_timeout_ms / 3).min(3000).to_string())
-        .create_with_context(GroupContext::default())
+        // librdkafka's statistics every 5 s feed the lag gauge.
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(GroupContext::new(metrics.lag.clone()))
         .context("Failed to create the Kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topic]).context("Failed to subscribe")?;
     let consumer = Arc::new(consumer);
