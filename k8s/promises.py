@@ -21,7 +21,7 @@ VOTES_PARTITIONS = 12
 CREDENTIAL_WORDS = ("PASSWORD", "SECRET", "TOKEN")
 # The Secrets the README has the operator create.
 SECRETS = {"voteflow-redis", "voteflow-mongodb", "voteflow-grafana"}
-KAFKA_BROKERS = {"gke": 3, "local": 1}
+KAFKA_BROKERS = {"gke": 3, "gke-keda": 3, "local": 1}
 # Who may open connections to whom (pod name label -> allowed client pod names).
 ALLOWED_CLIENTS = {
     "kafka": {"rest-server", "grpc-server", "consumer", "kafka-topics", "kafka"},
@@ -111,9 +111,10 @@ def main():
                 check(not ("://" in value and "@" in value.split("://", 1)[1]),
                       f"{name}: {env['name']} has credentials in its URL")
     consumer = deployments.get("consumer")
+    consumer_env = {}
     if consumer:
         pod = consumer["spec"]["template"]["spec"]
-        env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])}
+        env = consumer_env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])}
         deadline = int(env.get("SHUTDOWN_DEADLINE_SECS", 10))
         session_ms = int(env.get("KAFKA_SESSION_TIMEOUT_MS", 45000))
         check(pod.get("terminationGracePeriodSeconds", 30) > deadline,
@@ -121,7 +122,16 @@ def main():
         check(deadline * 1000 < session_ms, "consumer: SHUTDOWN_DEADLINE_SECS must be below the session timeout")
 
     hpas = [h for h in by_kind.get("HorizontalPodAutoscaler", []) if h["spec"]["scaleTargetRef"]["name"] == "consumer"]
-    check(len(hpas) == 1, "consumer: no HorizontalPodAutoscaler")
+    scaled = [o for o in by_kind.get("ScaledObject", []) if o["spec"]["scaleTargetRef"]["name"] == "consumer"]
+    check(len(hpas) + len(scaled) == 1, "consumer: needs exactly one autoscaler (a CPU HPA or a KEDA ScaledObject)")
+    for scaler in scaled:
+        spec = scaler["spec"]
+        check(spec.get("minReplicaCount") == 2 and spec.get("maxReplicaCount") == VOTES_PARTITIONS,
+              f"ScaledObject: bounds {spec.get('minReplicaCount')}..{spec.get('maxReplicaCount')}")
+        group = consumer_env.get("KAFKA_GROUP_ID") if consumer else None
+        check(any(t["type"] == "kafka" and t["metadata"].get("consumerGroup") == group
+                  and t["metadata"].get("topic") == consumer_env.get("KAFKA_TOPIC") for t in spec.get("triggers", [])),
+              "ScaledObject: no kafka lag trigger on the consumer's group and topic")
     for hpa in hpas:
         spec = hpa["spec"]
         check(hpa["apiVersion"] == "autoscaling/v2", "HPA: not autoscaling/v2")
