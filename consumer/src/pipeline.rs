@@ -280,6 +280,7 @@ async fn collect(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Batch>> {
     let in_hand = &sinks.metrics.records_in_hand;
+    let mut errors_logged_at: Option<Instant> = None;
     let first = loop {
         tokio::select! {
             biased;
@@ -301,8 +302,13 @@ async fn collect(
                         tracing::error!(?code, %reason, "fatal Kafka consumer error; stopping");
                         anyhow::bail!("fatal Kafka consumer error {code:?}: {reason}");
                     }
-                    tracing::warn!(%error, "Kafka consumer error; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // librdkafka reports each failed connection attempt as an event and
+                    // recovers by itself; drain them at once (sleeping per event let a
+                    // broker outage's backlog hold up the next rebalance for minutes).
+                    if errors_logged_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                        tracing::warn!(%error, "Kafka consumer error (librdkafka retries by itself)");
+                        errors_logged_at = Some(Instant::now());
+                    }
                 }
             },
         }
