@@ -1,28 +1,61 @@
-//! Reads what the sinks hold: the Redis tallies (by key prefix) and the MongoDB vote log.
+//! Reads what the sinks hold: the Redis tallies (by key prefix) and the MongoDB vote log
+//! (for the demo and the fault-injection suite).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc};
 use redis::AsyncCommands as _;
 
 pub struct Sinks {
     redis: redis::aio::MultiplexedConnection,
     prefix: String,
+    database: mongodb::Database,
     votes: mongodb::Collection<Document>,
 }
 
 impl Sinks {
     pub async fn connect(redis_url: &str, prefix: &str, mongodb_uri: &str, database: &str) -> anyhow::Result<Self> {
         let redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
-        let mongo = mongodb::Client::with_uri_str(mongodb_uri).await?;
-        Ok(Self { redis, prefix: prefix.to_owned(), votes: mongo.database(database).collection("votes") })
+        let database = mongodb::Client::with_uri_str(mongodb_uri).await?.database(database);
+        let votes = database.collection("votes");
+        Ok(Self { redis, prefix: prefix.to_owned(), database, votes })
     }
 
     /// The all-time Redis vote counter.
     pub async fn total(&self) -> anyhow::Result<u64> {
         let total: Option<u64> = self.redis.clone().get(format!("{}total", self.prefix)).await?;
         Ok(total.unwrap_or(0))
+    }
+
+    /// Votes counted per band (`votes:band`).
+    pub async fn band_counts(&self) -> anyhow::Result<HashMap<String, u64>> {
+        Ok(self.redis.clone().hgetall(format!("{}votes:band", self.prefix)).await?)
+    }
+
+    /// Every vote-log document as (vote_id, band).
+    pub async fn logged_votes(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut cursor = self.votes.find(doc! {}).projection(doc! { "band": 1 }).await?;
+        let mut votes = Vec::new();
+        while let Some(document) = cursor.try_next().await? {
+            let id = document.get_str("_id").unwrap_or_default().to_owned();
+            votes.push((id, document.get_str("band").unwrap_or_default().to_owned()));
+        }
+        Ok(votes)
+    }
+
+    /// Drops the vote log's database and deletes the Redis keys under the prefix (for
+    /// runs with a prefix and database of their own).
+    pub async fn remove_all(&self) -> anyhow::Result<()> {
+        self.database.drop().await?;
+        let mut redis = self.redis.clone();
+        let keys: Vec<String> = redis.keys(format!("{}*", self.prefix)).await?;
+        if !keys.is_empty() {
+            redis.del::<_, ()>(keys).await?;
+        }
+        Ok(())
     }
 
     /// Vote-log documents accepted at or after `since`.

@@ -108,9 +108,10 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     );
 
     let ledger = load.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-    let sinks = verdict::Sinks::connect(&config.redis_url, &names.prefix, &config.mongodb_uri, &names.database).await?;
+    let sinks =
+        crate::tally::Sinks::connect(&config.redis_url, &names.prefix, &config.mongodb_uri, &names.database).await?;
     let accepted = ledger.iter().filter(|vote| vote.answer == load::Answer::Accepted).count() as u64;
-    sinks.wait_for_catch_up(accepted, Duration::from_secs(config.catch_up_secs)).await?;
+    verdict::wait_for_catch_up(&sinks, accepted, Duration::from_secs(config.catch_up_secs)).await?;
     let consumer_figures = pipeline.consumer_figures(&http).await;
 
     println!("faults (answers counted from the fault's start to 2 s after it ended):");
@@ -131,7 +132,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     drop(pipeline);
     if verdict.passed() {
         // What passed is not worth keeping; a failed run's data stays for inspection.
-        sinks.remove_run_data().await?;
+        sinks.remove_all().await?;
         voteflow_runtime::kafka::delete_topics(&kafka, &[&names.topic, &format!("{}.dlq", names.topic)]).await?;
     } else {
         println!(

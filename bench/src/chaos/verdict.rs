@@ -4,77 +4,39 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt as _;
-use mongodb::bson::{Document, doc};
-use redis::AsyncCommands as _;
 use uuid::Uuid;
 
 use super::load::{Answer, SentVote};
+use crate::tally::Sinks;
 
-pub struct Sinks {
-    redis: redis::aio::MultiplexedConnection,
-    prefix: String,
-    votes: mongodb::Collection<Document>,
-    mongo: mongodb::Client,
-}
-
-impl Sinks {
-    pub async fn connect(redis_url: &str, prefix: &str, mongodb_uri: &str, database: &str) -> anyhow::Result<Self> {
-        let redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
-        let mongo = mongodb::Client::with_uri_str(mongodb_uri).await?;
-        let votes = mongo.database(database).collection("votes");
-        Ok(Self { redis, prefix: prefix.to_owned(), votes, mongo })
-    }
-
-    /// Drops the run's database and Redis keys.
-    pub async fn remove_run_data(&self) -> anyhow::Result<()> {
-        let database = self.votes.namespace().db;
-        self.mongo.database(&database).drop().await?;
-        let mut redis = self.redis.clone();
-        let keys: Vec<String> = redis.keys(format!("{}*", self.prefix)).await?;
-        if !keys.is_empty() {
-            redis.del::<_, ()>(keys).await?;
+/// Waits until both sinks hold at least `accepted` votes and have stopped moving for 3 s
+/// (so a late double count shows), or `within` passes; prints progress.
+pub async fn wait_for_catch_up(sinks: &Sinks, accepted: u64, within: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut last = (u64::MAX, u64::MAX);
+    let mut still_since = Instant::now();
+    let mut last_print = Instant::now();
+    loop {
+        let now = (sinks.total().await.unwrap_or(0), sinks.logged_total().await.unwrap_or(0));
+        if now != last {
+            last = now;
+            still_since = Instant::now();
         }
-        Ok(())
-    }
-
-    async fn counted(&self) -> anyhow::Result<u64> {
-        Ok(self.redis.clone().get::<_, Option<u64>>(format!("{}total", self.prefix)).await?.unwrap_or(0))
-    }
-
-    async fn logged(&self) -> anyhow::Result<u64> {
-        Ok(self.votes.count_documents(doc! {}).await?)
-    }
-
-    /// Waits until both sinks hold at least `accepted` votes and have stopped moving for
-    /// 3 s (so a late double count shows), or `within` passes; prints progress.
-    pub async fn wait_for_catch_up(&self, accepted: u64, within: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let mut last = (u64::MAX, u64::MAX);
-        let mut still_since = Instant::now();
-        let mut last_print = Instant::now();
-        loop {
-            let now = (self.counted().await.unwrap_or(0), self.logged().await.unwrap_or(0));
-            if now != last {
-                last = now;
-                still_since = Instant::now();
-            }
-            let caught_up = now.0 >= accepted && now.1 >= accepted && still_since.elapsed() >= Duration::from_secs(3);
-            if caught_up || started.elapsed() > within {
-                println!(
-                    "catch-up: counted {} logged {} of {accepted} accepted after {:.1} s",
-                    now.0,
-                    now.1,
-                    started.elapsed().as_secs_f64()
-                );
-                return Ok(());
-            }
-            if last_print.elapsed() >= Duration::from_secs(5) {
-                last_print = Instant::now();
-                println!("[chaos] waiting for the consumers: counted {} logged {} of {accepted}", now.0, now.1);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        let caught_up = now.0 >= accepted && now.1 >= accepted && still_since.elapsed() >= Duration::from_secs(3);
+        if caught_up || started.elapsed() > within {
+            println!(
+                "catch-up: counted {} logged {} of {accepted} accepted after {:.1} s",
+                now.0,
+                now.1,
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
         }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            last_print = Instant::now();
+            println!("[chaos] waiting for the consumers: counted {} logged {} of {accepted}", now.0, now.1);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -149,21 +111,17 @@ pub async fn judge(ledger: &[SentVote], sinks: &Sinks) -> anyhow::Result<Verdict
     }
     verdict.accepted = accepted.len() as u64;
 
-    let by_band: HashMap<String, u64> = sinks.redis.clone().hgetall(format!("{}votes:band", sinks.prefix)).await?;
-    for (band, counted) in &by_band {
-        verdict.bands.entry(band.clone()).or_default().1 = *counted;
+    for (band, counted) in sinks.band_counts().await? {
+        verdict.bands.entry(band).or_default().1 = counted;
     }
-    verdict.counted = sinks.counted().await?;
+    verdict.counted = sinks.total().await?;
 
     let mut logged_ids = HashSet::new();
-    let mut cursor = sinks.votes.find(doc! {}).projection(doc! { "band": 1 }).await?;
-    while let Some(document) = cursor.try_next().await? {
+    for (id, band) in sinks.logged_votes().await? {
         verdict.logged += 1;
-        let id = document.get_str("_id").ok().and_then(|id| Uuid::parse_str(id).ok());
-        let band = document.get_str("band").unwrap_or_default().to_owned();
         verdict.bands.entry(band).or_default().2 += 1;
-        match id {
-            Some(id) if accepted.contains_key(&id) => {
+        match Uuid::parse_str(&id) {
+            Ok(id) if accepted.contains_key(&id) => {
                 logged_ids.insert(id);
             }
             _ => verdict.duplicated += 1,
