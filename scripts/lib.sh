@@ -67,6 +67,16 @@ stop_pid() {
   rm -f "$file"
 }
 
+# The pipeline's services as scripts/demo runs them: pid files and logs here.
+SERVICES_DIR=$STACK_DIR/services
+DEMO_SERVICES=(consumer rest-client grpc-client rest-server grpc-server)
+
+# stop_demo_services: stops what scripts/demo started (also after `--keep`).
+stop_demo_services() {
+  local service
+  for service in "${DEMO_SERVICES[@]}"; do stop_pid "$service" "$SERVICES_DIR/$service.pid"; done
+}
+
 # apt_install PACKAGE...: installs Debian packages that are missing (needs root or sudo).
 apt_install() {
   local missing=()
