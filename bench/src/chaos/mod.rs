@@ -4,7 +4,6 @@
 //! SIGTERM; then every accepted vote must be counted once and logged once, per band.
 
 pub mod load;
-pub mod services;
 pub mod verdict;
 
 use std::path::PathBuf;
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use self::load::Load;
-use self::services::{Service, Stack};
+use crate::services::{Service, Stack};
 
 /// Where things are and how hard to push.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
-//! The pipeline's processes as the fault-injection suite runs them: each voteflow
-//! service is a child process it can SIGKILL, SIGTERM and restart; the stack's servers
-//! (Kafka, Redis, MongoDB-wire) are stopped and started through `scripts/stack`.
+//! The pipeline's processes as the fault-injection suite and the benchmark run them: each
+//! voteflow service is a child process they can SIGKILL, SIGTERM, restart and measure; the
+//! stack's servers (Kafka, Redis, MongoDB-wire) are stopped and started through `scripts/stack`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""The README's benchmark tables, made from bench/results/latest.json.
+
+Prints the markdown that belongs between the README's `<!-- bench:begin -->` and
+`<!-- bench:end -->` markers; with --check README.md, exits 1 if the README holds
+anything else there (scripts/test runs the check, so the README's numbers are the
+committed run's).
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def number(value, digits=0):
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}".replace(",", " ")
+
+
+def render(results):
+    machine = results["machine"]
+    lines = [
+        f"Run of {results['date'][:10]} at commit `{results['commit']}` ({results['mode']} run), "
+        f"{machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']:.0f} GiB, "
+        f"Linux {machine['kernel']}; everything (generator, services, Kafka, Redis, FerretDB) on the same cores. "
+        f"Settings: {results['settings']['connections']} connections for single votes, "
+        f"{results['settings']['batch_connections']} for batches of {results['settings']['batch_size']}, "
+        f"{results['settings']['measure_s']:.0f} s measured per load scenario.",
+        "",
+        "| scenario | votes/s | p50 ms | p99 ms | p99.9 ms | CPU s in the scenario (process: seconds) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for label, scenario in results["scenarios"].items():
+        busy = sorted(
+            ((name, usage["cpu_seconds"]) for name, usage in scenario["processes"].items() if usage["cpu_seconds"] >= 0.1),
+            key=lambda item: -item[1],
+        )
+        lines.append(
+            f"| {label} | {number(scenario.get('votes_per_s'))} | {number(scenario.get('p50_ms'), 2)} "
+            f"| {number(scenario.get('p99_ms'), 2)} | {number(scenario.get('p999_ms'), 2)} "
+            f"| {', '.join(f'{name} {seconds:.1f}' for name, seconds in busy)} |"
+        )
+    lines += ["", "| target | this run | rule | met |", "|---|---:|---|---|"]
+    for target in results["targets"]:
+        lines.append(
+            f"| {target['name']} | {target['value']:.3f} | {target['rule']} {target['target']:g} "
+            f"| {'yes' if target['met'] else '**no**'} |"
+        )
+    check = results["verification"]
+    lines += [
+        "",
+        f"Ratios: {', '.join(f'{key} {value:.3f}' for key, value in results['ratios'].items())}. "
+        f"Checked at the end: accepted={check['accepted']} counted={check['counted']} logged={check['logged']} "
+        f"(unanswered {check['unanswered']}).",
+    ]
+    for label in ("fresh-rest", "fresh-grpc"):
+        fresh = results["scenarios"].get(label, {}).get("freshness")
+        if fresh:
+            lines.append("")
+            lines.append(
+                f"{label}: accepted -> visible in Redis over {fresh['votes']} votes (1 in {fresh['sampled_one_in']} tracked): p50 {fresh['p50_ms']:.1f} ms, "
+                f"p99 {fresh['p99_ms']:.1f} ms, max {fresh['max_ms']:.1f} ms (Redis polled every "
+                f"{fresh['poll_interval_ms']} ms); never seen: {fresh['never_seen']}."
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=pathlib.Path(__file__).parent / "results" / "latest.json")
+    parser.add_argument("--check", metavar="README", help="fail unless README's bench block is this table")
+    args = parser.parse_args()
+    table = render(json.loads(pathlib.Path(args.results).read_text()))
+    if not args.check:
+        sys.stdout.write(table)
+        return 0
+    readme = pathlib.Path(args.check).read_text()
+    if BEGIN not in readme or END not in readme:
+        print(f"{args.check}: no {BEGIN} ... {END} block", file=sys.stderr)
+        return 1
+    current = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    if current != table:
+        print(f"{args.check}: the bench block differs from {args.results}; run bench/results_table.py", file=sys.stderr)
+        return 1
+    print(f"README bench block matches {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

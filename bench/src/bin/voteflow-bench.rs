@@ -1,0 +1,117 @@
+//! voteflow-bench: the program `scripts/bench` runs. Starts the services from release
+//! binaries, runs every scenario against ceilings measured in the same run, checks that
+//! every accepted vote was counted and logged, and writes the results as JSON.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use voteflow_bench::speed::{self, BenchConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "voteflow-bench",
+    version,
+    about = "Throughput and latency of both paths, batches, the producer and the consumer, as ratios of ceilings measured in the same run",
+    long_about = "Starts voteflow-hello, rest-server, rest-client, grpc-server, grpc-client and (later) one consumer \
+        from --bin-dir on a topic, Redis prefix and MongoDB database of their own, and runs, one after another: \
+        ceiling (a hello-world hyper server), rest and grpc (single votes through each HTTP front), rest-hop and \
+        grpc-hop (each server on its own: HTTP JSON vs gRPC CastVote), batch-rest (/votes/batch) and batch-grpc \
+        (CastVotes streams), produce (the Kafka Publisher straight to the broker; it also pre-fills the topic), \
+        redis-ceiling and mongo-ceiling (raw sink writes), consumer (draining the whole topic), and fresh-rest / \
+        fresh-grpc (an open loop at 50 % of each path's maximum: accept latency, and accepted -> visible in Redis). \
+        Each scenario reports throughput, p50/p99/p99.9 latency, and CPU seconds and peak RSS of every process. \
+        At the end every accepted vote must be counted in Redis and logged in MongoDB (exit 1 otherwise). Writes \
+        --out as JSON with a top-level `ratios` object (rest, grpc, batch, consumer). Speed targets are reported, \
+        never enforced. Needs the local stack up (scripts/stack up) and the producers' ports free."
+)]
+struct Args {
+    /// Directory holding the release binaries.
+    #[arg(long, env = "VOTEFLOW_BIN_DIR")]
+    bin_dir: PathBuf,
+    /// The stack's state directory (to watch Kafka, Redis and FerretDB too).
+    #[arg(long, env = "VOTEFLOW_STACK_DIR", default_value = ".stack")]
+    stack_dir: PathBuf,
+    /// Where the services' logs go (one directory per run).
+    #[arg(long, default_value = ".stack/bench")]
+    run_dir: PathBuf,
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    redis_url: String,
+    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
+    mongodb_uri: String,
+    /// A few seconds per scenario and a small pre-filled topic: a smoke test (what CI runs).
+    #[arg(long)]
+    quick: bool,
+    /// Connections of the single-vote scenarios (the batch scenarios use a quarter).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds measured per load scenario [default: 10, quick: 3].
+    #[arg(long)]
+    measure_secs: Option<u64>,
+    /// Seconds of unmeasured load before each [default: 2, quick: 1].
+    #[arg(long)]
+    warmup_secs: Option<u64>,
+    /// Seconds of unmeasured load straight to each producer server first, so Kafka's JIT is
+    /// warm [default: 15, quick: 1].
+    #[arg(long)]
+    kafka_warmup_secs: Option<u64>,
+    /// Votes the consumer drains at least: the produce ceiling tops the topic up to this
+    /// after the fronts' scenarios [default: 1000000, quick: 20000].
+    #[arg(long)]
+    prefill: Option<u64>,
+    /// Votes each raw sink ceiling writes, and the produce ceiling at least
+    /// [default: 200000, quick: 20000].
+    #[arg(long)]
+    sink_ceiling_votes: Option<u64>,
+    /// Votes per batch request.
+    #[arg(long, default_value_t = 100)]
+    batch_size: u64,
+    /// Run only these scenarios (comma-separated; for profiling one of them).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(speed::SCENARIOS))]
+    only: Vec<String>,
+    /// The results file [default: bench/results/latest.json; quick: quick.json; --only: partial.json].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let quick = args.quick;
+    let config = BenchConfig {
+        bin_dir: args.bin_dir,
+        stack_dir: args.stack_dir,
+        run_dir: args.run_dir,
+        kafka_brokers: args.kafka_brokers,
+        redis_url: args.redis_url,
+        mongodb_uri: args.mongodb_uri,
+        quick,
+        connections: args.connections.max(1),
+        warmup: Duration::from_secs(args.warmup_secs.unwrap_or(if quick { 1 } else { 2 })),
+        measure: Duration::from_secs(args.measure_secs.unwrap_or(if quick { 3 } else { 10 }).max(1)),
+        kafka_warmup: Duration::from_secs(args.kafka_warmup_secs.unwrap_or(if quick { 1 } else { 15 })),
+        prefill: args.prefill.unwrap_or(if quick { 20_000 } else { 1_000_000 }),
+        sink_ceiling_votes: args.sink_ceiling_votes.unwrap_or(if quick { 20_000 } else { 200_000 }).max(1),
+        batch_size: args.batch_size.clamp(1, 1000),
+        out: args.out.unwrap_or_else(|| {
+            PathBuf::from(match (quick, args.only.is_empty()) {
+                (true, _) => "bench/results/quick.json",
+                (false, false) => "bench/results/partial.json",
+                (false, true) => "bench/results/latest.json",
+            })
+        }),
+        only: args.only,
+    };
+    // Interrupted: dropping the run stops every service it started.
+    let report = tokio::select! {
+        report = speed::run(&config) => report?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the services it started are stopped"),
+    };
+    if !report.verification.passed {
+        eprintln!("[bench] FAILED: the accepted votes and what Redis and MongoDB hold differ");
+        std::process::exit(1);
+    }
+    Ok(())
+}

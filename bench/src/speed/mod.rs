@@ -1,0 +1,482 @@
+//! The benchmark harness (`scripts/bench`, binary `voteflow-bench`): every scenario of one
+//! run against ceilings measured in the same run (a hello-world server, the bare Kafka
+//! producer, raw Redis and MongoDB writes), so the machine's noise cancels in the ratios.
+//! It ends by checking that every vote the servers accepted was counted and logged.
+
+pub mod generator;
+pub mod procstat;
+pub mod report;
+pub mod sinks;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use voteflow_runtime::settings::{KafkaSettings, PublisherSettings};
+
+use self::generator::{Grpc, HttpJson, Ledger, Pace, Plan};
+use self::procstat::{Meter, Watched};
+use self::report::{Report, Scenario};
+use self::sinks::Freshness;
+use crate::services::Service;
+use crate::traffic;
+
+/// Where things are and how long to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub bin_dir: PathBuf,
+    /// The stack's state directory (`<dir>/{kafka,redis,mongo}/pid`), to watch its servers.
+    pub stack_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub kafka_brokers: String,
+    pub redis_url: String,
+    pub mongodb_uri: String,
+    pub quick: bool,
+    /// Connections of the closed-loop single-vote scenarios (the batch ones use a quarter).
+    pub connections: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Unmeasured load straight to each producer server before the first scenario.
+    pub kafka_warmup: Duration,
+    /// Votes the consumer scenario drains at least: the produce ceiling tops the topic up
+    /// to this (writing at least `sink_ceiling_votes`) after the fronts' scenarios.
+    pub prefill: u64,
+    /// Votes written by each raw sink ceiling (and at least by the produce ceiling).
+    pub sink_ceiling_votes: u64,
+    pub batch_size: u64,
+    pub out: PathBuf,
+    /// Run only these scenarios (labels as in the report); all when empty. The consumer
+    /// still runs (unmeasured) so the final check can count the accepted votes.
+    pub only: Vec<String>,
+}
+
+/// Every scenario, in the order a run takes them.
+pub const SCENARIOS: [&str; 13] = [
+    "ceiling",
+    "rest",
+    "grpc",
+    "rest-hop",
+    "grpc-hop",
+    "batch-rest",
+    "batch-grpc",
+    "produce",
+    "redis-ceiling",
+    "mongo-ceiling",
+    "consumer",
+    "fresh-rest",
+    "fresh-grpc",
+];
+
+impl BenchConfig {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|wanted| wanted == scenario)
+    }
+}
+
+const HELLO: &str = "127.0.0.1:8099";
+const REST_CLIENT: &str = "127.0.0.1:8000";
+const REST_SERVER: &str = "127.0.0.1:8080";
+const GRPC_CLIENT: &str = "127.0.0.1:3000";
+const GRPC_SERVER: &str = "127.0.0.1:3001";
+const CONSUMER_ADMIN: &str = "127.0.0.1:9120";
+
+/// Runs every scenario; returns the report (already written to `config.out`).
+pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let config = &BenchConfig { run_dir: config.run_dir.join(&id), ..config.clone() };
+    std::fs::create_dir_all(&config.run_dir)?;
+    let topic = format!("bench-{id}.votes");
+    let prefix = format!("bench:{id}:");
+    let database = format!("bench_{id}");
+    let kafka = KafkaSettings { brokers: config.kafka_brokers.clone(), topic: topic.clone() };
+    voteflow_runtime::kafka::ensure_topic(&kafka, &topic, 12).await.context("Failed to create the run's topic")?;
+    voteflow_runtime::kafka::ensure_topic(&kafka, &format!("{topic}.dlq"), 1).await?;
+    println!(
+        "bench run {id} ({}): topic {topic} (12 partitions), Redis prefix {prefix}, MongoDB database {database}; logs in {}",
+        if config.quick { "quick" } else { "full" },
+        config.run_dir.display()
+    );
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let mut services = Services::new(config, &topic, &prefix, &database);
+    for service in services.producers_mut() {
+        let took = service.start(&http).await?;
+        println!("started {} in {:.1} s", service.name, took.as_secs_f64());
+    }
+    let mut report = Report::new(config);
+    let ledger = Arc::new(Ledger::default());
+    let next_index = Arc::new(AtomicU64::new(0));
+    let stack = stack_processes(config);
+    let watch = |services: &Services| -> Vec<Watched> {
+        let mut watched = services.running();
+        watched.extend(stack.iter().cloned());
+        watched.push(Watched { name: "voteflow-bench".to_owned(), pid: std::process::id() });
+        watched
+    };
+
+    // 1. The ceiling: a hello-world server under the same generator and connections.
+    let ceiling_ledger = Arc::new(Ledger::default());
+    let plan = |label: &str, connections: usize, votes_per_request: u64| Plan {
+        label: label.to_owned(),
+        connections,
+        pace: Pace::Closed,
+        warmup: config.warmup,
+        measure: config.measure,
+        votes_per_request,
+    };
+    let single = single_vote_body();
+    let http_requesters = |url: String, connections: usize, body: BodyFn, batch: bool| {
+        (0..connections).map(|_| HttpJson::new(&url, body.clone(), batch)).collect::<anyhow::Result<Vec<_>>>()
+    };
+    let connections = config.connections;
+    let grpc_vote = grpc_vote();
+    if !config.kafka_warmup.is_zero() {
+        // A broker started minutes before spends its first minute of load compiling (JIT):
+        // cold, rest-hop made 4 082 votes/s with Kafka using 1.2 cores; warm, 10 760.
+        let warm = Plan { warmup: Duration::ZERO, measure: config.kafka_warmup, ..plan("warm-up", connections, 1) };
+        let requesters = http_requesters(format!("http://{REST_SERVER}/votes"), connections, single.clone(), false)?;
+        generator::run(&warm, requesters, next_index.clone(), ledger.clone()).await;
+        let requesters = grpc_requesters(connections, grpc_vote.clone(), None).await?;
+        generator::run(&warm, requesters, next_index.clone(), ledger.clone()).await;
+    }
+    if config.wants("ceiling") {
+        services.hello.start(&http).await?;
+        let meter = Meter::start(&watch(&services));
+        let figures = generator::run(
+            &plan("ceiling", connections, 1),
+            http_requesters(format!("http://{HELLO}/votes"), connections, single.clone(), false)?,
+            next_index.clone(),
+            ceiling_ledger,
+        )
+        .await;
+        report.add("ceiling", Scenario::run("hello-world hyper server, POST /votes", figures, meter.finish()));
+        services.hello.kill()?;
+    }
+
+    // 2-3. Single votes through each HTTP front, then each hop on its own (for "why").
+    let fronts = [
+        ("rest", format!("http://{REST_CLIENT}/votes"), "single votes: HTTP -> rest-client -> rest-server -> Kafka"),
+        ("grpc", format!("http://{GRPC_CLIENT}/votes"), "single votes: HTTP -> grpc-client -> grpc-server -> Kafka"),
+        ("rest-hop", format!("http://{REST_SERVER}/votes"), "single votes: HTTP JSON straight to rest-server -> Kafka"),
+    ];
+    for (label, url, what) in fronts.into_iter().filter(|(label, ..)| config.wants(label)) {
+        let meter = Meter::start(&watch(&services));
+        let requesters = http_requesters(url, connections, single.clone(), false)?;
+        let figures =
+            generator::run(&plan(label, connections, 1), requesters, next_index.clone(), ledger.clone()).await;
+        report.add(label, Scenario::run(what, figures, meter.finish()));
+    }
+    if config.wants("grpc-hop") {
+        let meter = Meter::start(&watch(&services));
+        let requesters = grpc_requesters(connections, grpc_vote.clone(), None).await?;
+        let figures =
+            generator::run(&plan("grpc-hop", connections, 1), requesters, next_index.clone(), ledger.clone()).await;
+        let what = "single votes: gRPC CastVote straight to grpc-server -> Kafka";
+        report.add("grpc-hop", Scenario::run(what, figures, meter.finish()));
+    }
+
+    // 4. Batches: /votes/batch through rest-client, CastVotes streams to grpc-server.
+    let batch_connections = (connections / 4).max(1);
+    let size = config.batch_size;
+    if config.wants("batch-rest") {
+        let meter = Meter::start(&watch(&services));
+        let url = format!("http://{REST_CLIENT}/votes/batch");
+        let requesters = http_requesters(url, batch_connections, batch_body(size), true)?;
+        let batch_plan = plan("batch-rest", batch_connections, size);
+        let figures = generator::run(&batch_plan, requesters, next_index.clone(), ledger.clone()).await;
+        let what = format!("POST /votes/batch of {size} through rest-client -> rest-server");
+        report.add("batch-rest", Scenario::run(&what, figures, meter.finish()));
+    }
+    if config.wants("batch-grpc") {
+        let meter = Meter::start(&watch(&services));
+        let requesters = grpc_requesters(batch_connections, grpc_vote.clone(), Some(size)).await?;
+        let batch_plan = plan("batch-grpc", batch_connections, size);
+        let figures = generator::run(&batch_plan, requesters, next_index.clone(), ledger.clone()).await;
+        let what = format!("CastVotes client streams of {size} straight to grpc-server");
+        report.add("batch-grpc", Scenario::run(&what, figures, meter.finish()));
+    }
+
+    // 5. The produce ceiling, which also fills the topic for the consumer.
+    let publisher =
+        PublisherSettings { kafka: kafka.clone(), delivery_timeout_ms: 2000, max_in_flight: 10_000, linger_ms: 2 };
+    let mut prefilled = 0;
+    if config.wants("produce") {
+        let meter = Meter::start(&watch(&services));
+        let produce;
+        let in_topic = ledger.accepted_votes.load(Ordering::Relaxed);
+        let top_up = config.prefill.saturating_sub(in_topic).max(config.sink_ceiling_votes);
+        (produce, prefilled) = sinks::produce_ceiling(&publisher, top_up).await?;
+        let what = "the producers' Publisher straight to the broker (acks=all, idempotence, 10 000 in flight)";
+        report.add_throughput("produce", what, produce, meter.finish());
+    }
+
+    // 6. Raw sink ceilings, then the consumer draining the whole topic.
+    // Kafka's writes of the votes so far sit in the page cache; flushed now, they do not
+    // slow the MongoDB-wire server's fsyncs in one scenario and not in the other.
+    sync_disks().await;
+    if config.wants("redis-ceiling") {
+        let meter = Meter::start(&watch(&services));
+        let key = format!("{prefix}ceiling:votes:band");
+        let redis_ceiling = sinks::redis_ceiling(&config.redis_url, &key, config.sink_ceiling_votes).await?;
+        report.add_throughput("redis-ceiling", "pipelined HINCRBY, 1000 per pipeline", redis_ceiling, meter.finish());
+    }
+    let ceiling_database = format!("{database}_ceiling");
+    if config.wants("mongo-ceiling") {
+        let meter = Meter::start(&watch(&services));
+        let votes = config.sink_ceiling_votes;
+        let mongo_ceiling = sinks::mongo_ceiling(&config.mongodb_uri, &ceiling_database, votes).await?;
+        let what = "insert_many (unordered) of the vote-log documents, 1000 per call, vote-log indexes";
+        report.add_throughput("mongo-ceiling", what, mongo_ceiling, meter.finish());
+    }
+    let sinks = crate::tally::Sinks::connect(&config.redis_url, &prefix, &config.mongodb_uri, &database).await?;
+    let in_topic = prefilled + ledger.accepted_votes.load(Ordering::Relaxed);
+    sync_disks().await;
+    services.consumer.start(&http).await?;
+    if config.wants("consumer") {
+        let meter = Meter::start(&watch(&services));
+        let drained = drain(&sinks, in_topic, &config.measure).await?;
+        let what = format!(
+            "one consumer draining the run's topic, {in_topic} votes (the fronts' and {prefilled} from the produce \
+             ceiling), into Redis + MongoDB"
+        );
+        report.add_throughput("consumer", &what, drained, meter.finish());
+    }
+
+    // 7. Freshness and accept latency at half of each path's measured maximum.
+    let freshness_run = id.clone();
+    for (label, url, max_label) in [
+        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest"),
+        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc"),
+    ]
+    .into_iter()
+    .filter(|(label, ..)| config.wants(label))
+    {
+        // Without this run's maximum (an --only run), a nominal one.
+        let max = Some(report.votes_per_s(max_label)).filter(|max| *max > 0.0).unwrap_or(2000.0);
+        let rate = (max / 2.0).max(10.0);
+        let freshness = Arc::new(Freshness::default());
+        let body = freshness_body(freshness_run.clone());
+        let hook_freshness = freshness.clone();
+        let hook_run = freshness_run.clone();
+        let hook = Arc::new(move |i: u64, at: Instant| {
+            if let Some(album) = Freshness::album(&hook_run, i) {
+                hook_freshness.accepted(album, at);
+            }
+        });
+        let requesters: Vec<HttpJson> = (0..connections)
+            .map(|_| HttpJson::new(&url, body.clone(), false).map(|requester| requester.on_accepted(hook.clone())))
+            .collect::<anyhow::Result<_>>()?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let redis = redis::Client::open(config.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+        let watcher = tokio::spawn(freshness.clone().watch(redis, format!("{prefix}votes:album"), stop.clone()));
+        let meter = Meter::start(&watch(&services));
+        let open = Plan { pace: Pace::Open { rate }, ..plan(label, connections, 1) };
+        let figures = generator::run(&open, requesters, next_index.clone(), ledger.clone()).await;
+        let usage = meter.finish();
+        stop.cancel();
+        watcher.await??;
+        report.add(
+            label,
+            Scenario::run(
+                &format!("open loop at 50 % of {max_label}'s {max:.0} votes/s; accepted -> visible in Redis"),
+                figures,
+                usage,
+            )
+            .with_freshness(freshness.figures()),
+        );
+    }
+
+    // The check: every vote a server accepted is counted in Redis and logged in MongoDB.
+    let accepted = prefilled + ledger.accepted_votes.load(Ordering::Relaxed);
+    let unanswered = ledger.unanswered_votes.load(Ordering::Relaxed);
+    let deadline = Duration::from_secs(60);
+    let (counted, logged) = wait_counted(&sinks, accepted, deadline).await?;
+    report.verify(accepted, unanswered, counted, logged);
+    drop(services);
+
+    report.finish()?;
+    report.print();
+    if report.verification.passed {
+        sinks.remove_all().await?;
+        let ceiling =
+            crate::tally::Sinks::connect(&config.redis_url, &prefix, &config.mongodb_uri, &ceiling_database).await?;
+        ceiling.remove_all().await?;
+        voteflow_runtime::kafka::delete_topics(&kafka, &[&topic, &format!("{topic}.dlq")]).await?;
+    } else {
+        println!("kept for inspection: topic {topic}, Redis keys {prefix}*, MongoDB database {database}");
+    }
+    Ok(report)
+}
+
+type BodyFn = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
+
+fn single_vote_body() -> BodyFn {
+    Arc::new(|i| Bytes::from(traffic::vote(i).to_string()))
+}
+
+fn batch_body(size: u64) -> BodyFn {
+    Arc::new(move |i| {
+        let votes: Vec<_> = (i * size..(i + 1) * size).map(traffic::vote).collect();
+        Bytes::from(serde_json::Value::Array(votes).to_string())
+    })
+}
+
+fn freshness_body(run: String) -> BodyFn {
+    Arc::new(move |i| {
+        let mut vote = traffic::vote(i);
+        if let Some(album) = Freshness::album(&run, i) {
+            vote["album"] = album.into();
+        }
+        Bytes::from(vote.to_string())
+    })
+}
+
+fn grpc_vote() -> Arc<dyn Fn(u64) -> voteflow_proto::pb::Vote + Send + Sync> {
+    Arc::new(|i| {
+        let vote = sinks::domain_vote(i).expect("the benchmark's votes are valid");
+        let mut wire = voteflow_proto::pb::Vote::from(&vote);
+        // Let the server assign the vote_id, as a client without one does.
+        wire.vote_id.clear();
+        wire
+    })
+}
+
+async fn grpc_requesters(
+    connections: usize,
+    vote: Arc<dyn Fn(u64) -> voteflow_proto::pb::Vote + Send + Sync>,
+    batch: Option<u64>,
+) -> anyhow::Result<Vec<Grpc>> {
+    let mut requesters = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        requesters.push(Grpc::connect(&format!("http://{GRPC_SERVER}"), vote.clone(), batch).await?);
+    }
+    Ok(requesters)
+}
+
+/// Waits until Redis counts `expected` votes, timing from the first vote counted (the
+/// group join before it is not the consumer's speed).
+async fn drain(sinks: &crate::tally::Sinks, expected: u64, measure: &Duration) -> anyhow::Result<sinks::Throughput> {
+    let deadline = Instant::now() + Duration::from_secs(600) + *measure;
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last_print = Instant::now();
+    loop {
+        // A read timing out under load is not the consumer's failure: read again.
+        let Ok(counted) = sinks.total().await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let now = Instant::now();
+        if counted > 0 && first.is_none() {
+            first = Some((now, counted));
+        }
+        if counted >= expected {
+            let (start, at_start) = first.unwrap_or((now, 0));
+            let mut figure = sinks::Throughput::default();
+            figure.votes = counted - at_start;
+            figure.seconds = now.duration_since(start).as_secs_f64();
+            figure.votes_per_s = figure.votes as f64 / figure.seconds.max(f64::EPSILON);
+            figure.note = Some(format!("timed from the first vote counted ({at_start} by then) to the last"));
+            return Ok(figure);
+        }
+        anyhow::ensure!(now < deadline, "the consumer counted {counted} of {expected} votes within the time allowed");
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            eprintln!("[bench] consumer     {counted:>9}/{expected} counted");
+            last_print = now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_counted(sinks: &crate::tally::Sinks, expected: u64, within: Duration) -> anyhow::Result<(u64, u64)> {
+    let deadline = Instant::now() + within;
+    // Redis first (one GET); counting a million-document log is slow on FerretDB, so it
+    // is counted only once Redis has everything, and then every 2 s.
+    while sinks.total().await.unwrap_or(0) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    loop {
+        let logged = sinks.logged_total().await.unwrap_or(0);
+        if logged >= expected || Instant::now() > deadline {
+            // A moment more, so a vote counted twice would show.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok((sinks.total().await?, sinks.logged_total().await?));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn sync_disks() {
+    let _ = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
+}
+
+/// The stack's servers, when their pid files are where `scripts/stack` puts them.
+fn stack_processes(config: &BenchConfig) -> Vec<Watched> {
+    [("kafka", "kafka"), ("redis", "redis"), ("mongo", "ferretdb")]
+        .into_iter()
+        .filter_map(|(dir, name)| {
+            let pid = std::fs::read_to_string(config.stack_dir.join(dir).join("pid")).ok()?.trim().parse().ok()?;
+            Some(Watched { name: name.to_owned(), pid })
+        })
+        .collect()
+}
+
+/// The processes of one run.
+struct Services {
+    hello: Service,
+    rest_server: Service,
+    rest_client: Service,
+    grpc_server: Service,
+    grpc_client: Service,
+    consumer: Service,
+}
+
+impl Services {
+    fn new(config: &BenchConfig, topic: &str, prefix: &str, database: &str) -> Self {
+        let bin = |name: &str| config.bin_dir.join(name);
+        let base = vec![
+            ("KAFKA_BROKERS", config.kafka_brokers.clone()),
+            ("KAFKA_TOPIC", topic.to_owned()),
+            ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
+        ];
+        let mut consumer_env = base.clone();
+        consumer_env.extend([
+            ("KAFKA_GROUP_ID", format!("bench-{topic}")),
+            ("KAFKA_DLQ_TOPIC", format!("{topic}.dlq")),
+            ("REDIS_URL", config.redis_url.clone()),
+            ("REDIS_KEY_PREFIX", prefix.to_owned()),
+            ("MONGODB_URI", config.mongodb_uri.clone()),
+            ("MONGODB_DATABASE", database.to_owned()),
+            ("CONSUMER_ADMIN_LISTEN", CONSUMER_ADMIN.to_owned()),
+        ]);
+        let dir = &config.run_dir;
+        let ready = |address: &str| format!("http://{address}/readyz");
+        Self {
+            hello: Service::new(
+                "hello",
+                bin("voteflow-hello"),
+                &[("HELLO_LISTEN", HELLO.to_owned())],
+                ready(HELLO),
+                dir,
+            ),
+            rest_server: Service::new("rest-server", bin("rest-server"), &base, ready(REST_SERVER), dir),
+            rest_client: Service::new("rest-client", bin("rest-client"), &base, ready(REST_CLIENT), dir),
+            grpc_server: Service::new("grpc-server", bin("grpc-server"), &base, ready("127.0.0.1:9301"), dir),
+            grpc_client: Service::new("grpc-client", bin("grpc-client"), &base, ready(GRPC_CLIENT), dir),
+            consumer: Service::new("consumer", bin("consumer"), &consumer_env, ready(CONSUMER_ADMIN), dir),
+        }
+    }
+
+    fn producers_mut(&mut self) -> [&mut Service; 4] {
+        [&mut self.rest_server, &mut self.grpc_server, &mut self.rest_client, &mut self.grpc_client]
+    }
+
+    fn running(&self) -> Vec<Watched> {
+        [&self.hello, &self.rest_server, &self.rest_client, &self.grpc_server, &self.grpc_client, &self.consumer]
+            .into_iter()
+            .filter_map(|service| Some(Watched { name: service.name.clone(), pid: service.pid()? }))
+            .collect()
+    }
+}

@@ -1,0 +1,275 @@
+//! The benchmark's sink side: the produce ceiling that pre-fills the topic, the raw sink
+//! ceilings (pipelined HINCRBY into Redis, insert_many into the MongoDB-wire server), the
+//! consumer draining the topic, and freshness (accepted -> visible in Redis).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use voteflow_consumer::sink::Consumed;
+use voteflow_consumer::sink::vote_log::{VoteLog, document};
+use voteflow_proto::{AcceptedRecord, Vote, VoteJson, VotePath};
+use voteflow_runtime::kafka::Publisher;
+use voteflow_runtime::settings::PublisherSettings;
+
+use crate::traffic;
+
+/// Votes per Redis pipeline and per insert_many: the consumer's default batch.
+pub const SINK_BATCH: u64 = 1000;
+
+/// The `i`-th benchmark vote as a validated vote (a fresh vote_id each time).
+pub fn domain_vote(i: u64) -> anyhow::Result<Vote> {
+    let json: VoteJson = serde_json::from_value(traffic::vote(i))?;
+    Ok(Vote::try_from(json)?)
+}
+
+fn record(i: u64) -> anyhow::Result<AcceptedRecord> {
+    let path = if i.is_multiple_of(2) { VotePath::Rest } else { VotePath::Grpc };
+    Ok(AcceptedRecord { vote: domain_vote(i)?, accepted_at: chrono::Utc::now(), path })
+}
+
+/// A throughput figure measured outside the HTTP generator.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Throughput {
+    pub votes: u64,
+    pub seconds: f64,
+    pub votes_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p999_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Throughput {
+    fn new(votes: u64, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        Self { votes, seconds, votes_per_s: votes as f64 / seconds.max(f64::EPSILON), ..Self::default() }
+    }
+
+    fn with_latency(mut self, histogram: &Histogram<u64>) -> Self {
+        let ms = |quantile: f64| Some(histogram.value_at_quantile(quantile) as f64 / 1000.0);
+        (self.p50_ms, self.p99_ms, self.p999_ms) = (ms(0.5), ms(0.99), ms(0.999));
+        self
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("3 sigfigs is valid"))
+}
+
+/// The produce ceiling: `votes` records through the producers' own [`Publisher`] (the same
+/// settings: acks=all, idempotence, lz4, linger, the in-flight bound) straight to the
+/// broker, as many in flight as the bound allows. Returns the figure and the number
+/// acknowledged (they are the consumer scenario's pre-filled topic).
+pub async fn produce_ceiling(settings: &PublisherSettings, votes: u64) -> anyhow::Result<(Throughput, u64)> {
+    let publisher = Publisher::new(settings, "voteflow-bench", &prometheus::Registry::new())?;
+    anyhow::ensure!(publisher.check_connection().await, "Kafka does not answer for topic {}", settings.kafka.topic);
+    let started = Instant::now();
+    let mut latencies = histogram();
+    let (mut acked, mut failed, mut first_failure) = (0u64, 0u64, None);
+    let mut last_print = Instant::now();
+    // Below the bound: at the bound itself a send can be refused as overloaded.
+    let mut sends = futures::stream::iter(0..votes)
+        .map(|i| {
+            let publisher = publisher.clone();
+            async move {
+                let record = record(i)?;
+                let sent = Instant::now();
+                let result = publisher.publish(&record).await;
+                Ok::<_, anyhow::Error>((result, sent.elapsed()))
+            }
+        })
+        .buffer_unordered(settings.max_in_flight.saturating_sub(1).max(1));
+    while let Some(outcome) = sends.next().await {
+        match outcome? {
+            (Ok(_), latency) => {
+                acked += 1;
+                let _ = latencies.record((latency.as_micros() as u64).max(1));
+            }
+            (Err(error), _) => {
+                failed += 1;
+                first_failure.get_or_insert(error.to_string());
+            }
+        }
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "[bench] produce      {:>9}/{votes} acknowledged, {:.0} votes/s",
+                acked,
+                acked as f64 / started.elapsed().as_secs_f64()
+            );
+            last_print = Instant::now();
+        }
+    }
+    let elapsed = started.elapsed();
+    publisher.flush(Duration::from_secs(5)).await;
+    let mut figure = Throughput::new(acked, elapsed).with_latency(&latencies);
+    if failed > 0 {
+        figure.note = Some(format!("{failed} not acknowledged, first: {}", first_failure.unwrap_or_default()));
+    }
+    Ok((figure, acked))
+}
+
+/// Redis ceiling: one HINCRBY per vote (band += 1) through the redis crate, pipelined
+/// [`SINK_BATCH`] at a time, one pipeline after another, into `key`.
+pub async fn redis_ceiling(redis_url: &str, key: &str, votes: u64) -> anyhow::Result<Throughput> {
+    let mut redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+    let bands: Vec<String> = (0..votes.min(SINK_BATCH * 10))
+        .map(|i| domain_vote(i).map(|vote| vote.band().to_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < votes {
+        let size = SINK_BATCH.min(votes - done);
+        let mut pipeline = redis::pipe();
+        for i in done..done + size {
+            pipeline.hincr(key, &bands[(i % bands.len() as u64) as usize], 1).ignore();
+        }
+        pipeline.query_async::<()>(&mut redis).await.context("pipelined HINCRBY failed")?;
+        done += size;
+    }
+    Ok(Throughput::new(votes, started.elapsed()))
+}
+
+/// MongoDB ceiling: the vote-log documents of `votes` votes (the consumer's own document
+/// shape, a collection with the vote log's indexes) by unordered insert_many,
+/// [`SINK_BATCH`] at a time, one after another. Documents are built before the clock runs.
+pub async fn mongo_ceiling(mongodb_uri: &str, database: &str, votes: u64) -> anyhow::Result<Throughput> {
+    let log = VoteLog::connect(mongodb_uri, database).await?;
+    log.ensure_indexes().await.context("Failed to create the vote log's indexes")?;
+    let collection = mongodb::Client::with_uri_str(mongodb_uri)
+        .await?
+        .database(database)
+        .collection::<mongodb::bson::Document>("votes");
+    let started_all = Instant::now();
+    let mut spent = Duration::ZERO;
+    let mut done = 0;
+    while done < votes {
+        let size = SINK_BATCH.min(votes - done);
+        let documents: Vec<_> = (done..done + size)
+            .map(|i| {
+                let consumed = Consumed { record: record(i)?, partition: (i % 12) as i32, offset: (i / 12) as i64 };
+                Ok(document(&consumed))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let started = Instant::now();
+        collection.insert_many(documents).ordered(false).await.context("insert_many failed")?;
+        spent += started.elapsed();
+        done += size;
+        if done % (SINK_BATCH * 50) == 0 {
+            eprintln!(
+                "[bench] mongo ceiling {done}/{votes} documents, {:.0} documents/s",
+                done as f64 / spent.as_secs_f64()
+            );
+        }
+    }
+    let mut figure = Throughput::new(votes, spent);
+    figure.note = Some(format!(
+        "clock stopped while documents were built; {:.1} s wall in all",
+        started_all.elapsed().as_secs_f64()
+    ));
+    Ok(figure)
+}
+
+/// Accepted-vote instants by album, and what Redis showed when.
+#[derive(Default)]
+pub struct Freshness {
+    pending: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<Vec<Duration>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FreshnessFigures {
+    /// Votes tracked: one in [`FRESHNESS_SAMPLE`] of those accepted.
+    pub votes: u64,
+    pub sampled_one_in: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Accepted votes Redis had not shown 10 s after the load ended.
+    pub never_seen: u64,
+    pub poll_interval_ms: u64,
+}
+
+pub const FRESHNESS_POLL: Duration = Duration::from_millis(5);
+
+/// One vote in this many is tracked: polling a field per vote every 5 ms loaded Redis and
+/// the generator enough to move the result (seen: p50 650 ms with every vote tracked).
+pub const FRESHNESS_SAMPLE: u64 = 10;
+
+impl Freshness {
+    /// The album a tracked vote carries: unique, so its counter in `votes:album` shows
+    /// exactly when the consumer counted it. Untracked votes keep their own album.
+    pub fn album(run: &str, i: u64) -> Option<String> {
+        i.is_multiple_of(FRESHNESS_SAMPLE).then(|| format!("fresh-{run}-{i}"))
+    }
+
+    pub fn accepted(&self, album: String, at: Instant) {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(album, at);
+    }
+
+    /// Polls `votes:album` every [`FRESHNESS_POLL`] until `stop` and then until nothing is
+    /// pending (at most 10 s more).
+    pub async fn watch(
+        self: Arc<Self>,
+        mut redis: redis::aio::MultiplexedConnection,
+        albums_key: String,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut give_up: Option<Instant> = None;
+        loop {
+            let albums: Vec<String> = {
+                let pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                pending.keys().take(2000).cloned().collect()
+            };
+            if !albums.is_empty() {
+                let counts: Vec<Option<u64>> =
+                    redis::cmd("HMGET").arg(&albums_key).arg(&albums).query_async(&mut redis).await?;
+                let now = Instant::now();
+                let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for (album, count) in albums.iter().zip(counts) {
+                    if count.is_some()
+                        && let Some(accepted) = pending.remove(album)
+                    {
+                        seen.push(now.saturating_duration_since(accepted));
+                    }
+                }
+            }
+            if stop.is_cancelled() {
+                let deadline = *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(10));
+                let empty = self.pending.lock().map(|pending| pending.is_empty()).unwrap_or(true);
+                if empty || Instant::now() > deadline {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(FRESHNESS_POLL).await;
+        }
+    }
+
+    pub fn figures(&self) -> FreshnessFigures {
+        let mut histogram = histogram();
+        let seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for latency in seen.iter() {
+            let _ = histogram.record((latency.as_micros() as u64).max(1));
+        }
+        let never_seen = self.pending.lock().map(|pending| pending.len() as u64).unwrap_or_default();
+        let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+        FreshnessFigures {
+            votes: seen.len() as u64,
+            sampled_one_in: FRESHNESS_SAMPLE,
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            max_ms: histogram.max() as f64 / 1000.0,
+            never_seen,
+            poll_interval_ms: FRESHNESS_POLL.as_millis() as u64,
+        }
+    }
+}
