@@ -104,10 +104,13 @@ async fn main() -> anyhow::Result<()> {
         }),
         only: args.only,
     };
-    // Interrupted: dropping the run stops every service it started.
+    // Interrupted (Ctrl-C or SIGTERM): dropping the run stops every service it started;
+    // without the SIGTERM arm a `kill` left them running, holding the ports.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let report = tokio::select! {
         report = speed::run(&config) => report?,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the services it started are stopped"),
+        _ = terminate.recv() => anyhow::bail!("terminated; the services it started are stopped"),
     };
     if !report.verification.passed {
         eprintln!("[bench] FAILED: the accepted votes and what Redis and MongoDB hold differ");
