@@ -13,6 +13,7 @@ import pathlib
 import sys
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+NO_RUN = "No full run is committed yet (`bench/results/latest.json` is absent); the figures measured so far are in the issue notes.\n"
 
 
 def number(value, digits=0):
@@ -74,7 +75,8 @@ def main():
     parser.add_argument("--results", default=pathlib.Path(__file__).parent / "results" / "latest.json")
     parser.add_argument("--check", metavar="README", help="fail unless README's bench block is this table")
     args = parser.parse_args()
-    table = render(json.loads(pathlib.Path(args.results).read_text()))
+    results = pathlib.Path(args.results)
+    table = render(json.loads(results.read_text())) if results.exists() else NO_RUN
     if not args.check:
         sys.stdout.write(table)
         return 0
