@@ -102,16 +102,7 @@ impl Service {
 
     /// Resident memory now, in MiB (Linux /proc).
     pub fn rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
+        crate::speed::procstat::rss_mib(self.pid()?)
     }
 }
 

@@ -97,6 +97,19 @@ struct WorkerResult {
     first_failure: Option<String>,
 }
 
+impl WorkerResult {
+    fn new() -> Self {
+        Self {
+            histogram: new_histogram(),
+            requests: 0,
+            accepted_votes: 0,
+            refused_votes: 0,
+            failed: 0,
+            first_failure: None,
+        }
+    }
+}
+
 /// Runs `plan` with one requester per connection; `next_index` hands out request numbers.
 pub async fn run<R: Requester>(
     plan: &Plan,
@@ -134,14 +147,7 @@ pub async fn run<R: Requester>(
             ))
         })
         .collect();
-    let mut total = WorkerResult {
-        histogram: new_histogram(),
-        requests: 0,
-        accepted_votes: 0,
-        refused_votes: 0,
-        failed: 0,
-        first_failure: None,
-    };
+    let mut total = WorkerResult::new();
     for worker in workers {
         let Ok(result) = worker.await else { continue };
         let _ = total.histogram.add(&result.histogram);
@@ -179,7 +185,7 @@ pub async fn run<R: Requester>(
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // Microseconds, 1 us to 60 s, 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("3 sigfigs is valid"))
 }
@@ -195,14 +201,7 @@ async fn work<R: Requester>(
     answered: Arc<AtomicU64>,
     votes_per_request: u64,
 ) -> WorkerResult {
-    let mut result = WorkerResult {
-        histogram: new_histogram(),
-        requests: 0,
-        accepted_votes: 0,
-        refused_votes: 0,
-        failed: 0,
-        first_failure: None,
-    };
+    let mut result = WorkerResult::new();
     loop {
         let sent_at = match &mut due {
             None => Instant::now(),

@@ -61,10 +61,6 @@ impl Throughput {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("3 sigfigs is valid"))
-}
-
 /// The produce ceiling: `votes` records through the producers' own [`Publisher`] (the same
 /// settings: acks=all, idempotence, lz4, linger, the in-flight bound) straight to the
 /// broker, as many in flight as the bound allows. Returns the figure and the number
@@ -73,7 +69,7 @@ pub async fn produce_ceiling(settings: &PublisherSettings, votes: u64) -> anyhow
     let publisher = Publisher::new(settings, "voteflow-bench", &prometheus::Registry::new())?;
     anyhow::ensure!(publisher.check_connection().await, "Kafka does not answer for topic {}", settings.kafka.topic);
     let started = Instant::now();
-    let mut latencies = histogram();
+    let mut latencies = super::generator::new_histogram();
     let (mut acked, mut failed, mut first_failure) = (0u64, 0u64, None);
     let mut last_print = Instant::now();
     // Below the bound: at the bound itself a send can be refused as overloaded.
@@ -255,7 +251,7 @@ impl Freshness {
     }
 
     pub fn figures(&self) -> FreshnessFigures {
-        let mut histogram = histogram();
+        let mut histogram = super::generator::new_histogram();
         let seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for latency in seen.iter() {
             let _ = histogram.record((latency.as_micros() as u64).max(1));
