@@ -68,6 +68,21 @@ impl Sinks {
         Ok(self.votes.count_documents(doc! {}).await?)
     }
 
+    /// The vote log's size from `collStats`, for logs too big to count by query:
+    /// FerretDB answers `count` by decoding every document (a 1.57M-document log took
+    /// over 5 minutes), but `collStats` from SQLite's page statistics (the table's leaf
+    /// cells: one per row, so exact) in 4 s. MongoDB keeps the same figure as metadata.
+    pub async fn logged_total_from_stats(&self) -> anyhow::Result<u64> {
+        let stats = self.database.run_command(doc! { "collStats": self.votes.name() }).await?;
+        let count = match stats.get("count") {
+            Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
+            Some(mongodb::bson::Bson::Int64(n)) => *n,
+            Some(mongodb::bson::Bson::Double(n)) => *n as i64,
+            other => anyhow::bail!("collStats of the vote log has no count: {other:?}"),
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// The top `n` bands of the all-time leaderboard.
     pub async fn leaderboard(&self, n: isize) -> anyhow::Result<Vec<(String, f64)>> {
         Ok(self.redis.clone().zrevrange_withscores(format!("{}leaderboard", self.prefix), 0, n - 1).await?)

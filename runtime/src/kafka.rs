@@ -99,7 +99,7 @@ impl Publisher {
             .set("request.timeout.ms", &timeout_ms)
             .set("queue.buffering.max.messages", settings.max_in_flight.max(1).to_string())
             .set("linger.ms", settings.linger_ms.to_string())
-            .set("compression.type", "lz4")
+            .set("compression.type", &settings.compression)
             .set("reconnect.backoff.max.ms", "1000")
             .create()?;
         Ok(Self {

@@ -29,6 +29,12 @@ pub struct PublisherSettings {
     /// How long the producer waits to fill a batch; trades latency for throughput.
     #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = 2)]
     pub linger_ms: u64,
+    /// Compression of produced batches. `none` by default: batches of single votes hold a
+    /// few records per partition, and lz4's per-batch setup cost more CPU than it saved
+    /// (README "Where the time goes").
+    #[arg(long = "kafka-compression", env = "KAFKA_COMPRESSION", default_value = "none",
+          value_parser = ["none", "lz4", "zstd", "snappy", "gzip"])]
+    pub compression: String,
 }
 
 impl PublisherSettings {

@@ -200,8 +200,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     }
 
     // 5. The produce ceiling, which also fills the topic for the consumer.
-    let publisher =
-        PublisherSettings { kafka: kafka.clone(), delivery_timeout_ms: 2000, max_in_flight: 10_000, linger_ms: 2 };
+    let publisher = PublisherSettings { kafka: kafka.clone(), ..services_publisher_settings()? };
     let mut prefilled = 0;
     if config.wants("produce") {
         let meter = Meter::start(&watch(&services));
@@ -392,20 +391,32 @@ async fn drain(sinks: &crate::tally::Sinks, expected: u64, measure: &Duration) -
 
 async fn wait_counted(sinks: &crate::tally::Sinks, expected: u64, within: Duration) -> anyhow::Result<(u64, u64)> {
     let deadline = Instant::now() + within;
-    // Redis first (one GET); counting a million-document log is slow on FerretDB, so it
-    // is counted only once Redis has everything, and then every 2 s.
+    // Redis first (one GET); the log's size costs FerretDB seconds even from collStats,
+    // so it is read only once Redis has everything, and then every 5 s.
     while sinks.total().await.unwrap_or(0) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     loop {
-        let logged = sinks.logged_total().await.unwrap_or(0);
+        let logged = sinks.logged_total_from_stats().await.unwrap_or(0);
         if logged >= expected || Instant::now() > deadline {
             // A moment more, so a vote counted twice would show.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            return Ok((sinks.total().await?, sinks.logged_total().await?));
+            return Ok((sinks.total().await?, sinks.logged_total_from_stats().await?));
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        eprintln!("[bench] vote log     {logged:>9}/{expected} logged");
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
+}
+
+/// The publisher settings the producer servers run with: their defaults, and the same
+/// `KAFKA_*` environment they inherit from this process.
+fn services_publisher_settings() -> anyhow::Result<PublisherSettings> {
+    #[derive(clap::Parser)]
+    struct AsTheServersParseIt {
+        #[command(flatten)]
+        publisher: PublisherSettings,
+    }
+    Ok(<AsTheServersParseIt as clap::Parser>::try_parse_from(["voteflow-bench"])?.publisher)
 }
 
 async fn sync_disks() {

@@ -62,7 +62,7 @@ impl Throughput {
 }
 
 /// The produce ceiling: `votes` records through the producers' own [`Publisher`] (the same
-/// settings: acks=all, idempotence, lz4, linger, the in-flight bound) straight to the
+/// settings: acks=all, idempotence, compression, linger, the in-flight bound) straight to the
 /// broker, as many in flight as the bound allows. Returns the figure and the number
 /// acknowledged (they are the consumer scenario's pre-filled topic).
 pub async fn produce_ceiling(settings: &PublisherSettings, votes: u64) -> anyhow::Result<(Throughput, u64)> {

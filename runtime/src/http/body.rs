@@ -4,6 +4,7 @@
 
 use rocket::Request;
 use rocket::data::{ByteUnit, Data, FromData, Outcome};
+use tokio::io::AsyncReadExt as _;
 use voteflow_proto::{Vote, VoteJson};
 
 use super::error::ApiError;
@@ -47,15 +48,19 @@ pub async fn read_json_body<'r>(request: &'r Request<'_>, data: Data<'r>, limit:
     if declared.is_some_and(|len| len > limit) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let body = data
-        .open(ByteUnit::from(limit))
-        .into_bytes()
+    // Read straight into a buffer of the declared size: Rocket's `into_bytes` goes through
+    // tokio's io::copy, which zeroes a fresh 8 KiB buffer per request (7 % of rest-server's
+    // instructions per vote under callgrind). One byte over the limit tells "too large".
+    let capacity = declared.unwrap_or(1024).min(limit) as usize + 1;
+    let mut body = Vec::with_capacity(capacity);
+    data.open(ByteUnit::from(limit.saturating_add(1)))
+        .read_to_end(&mut body)
         .await
         .map_err(|error| ApiError::MalformedJson(format!("cannot read body: {error}")))?;
-    if !body.is_complete() {
+    if body.len() as u64 > limit {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    Ok(body.into_inner())
+    Ok(body)
 }
 
 /// Parses one JSON value, telling broken JSON (400) from JSON of the wrong shape (422).
@@ -126,5 +131,25 @@ mod tests {
         assert!(matches!(parse_vote(duplicate), Err(ApiError::InvalidBody(_))));
         let ok = br#"{"name": "Oasis", "album": "Definitely Maybe", "year": "1994", "rank": "9.5"}"#;
         assert_eq!(parse_vote(ok).unwrap().band(), "Oasis");
+    }
+
+    /// The body's length as read, not as declared: these requests carry no Content-Length.
+    #[rocket::async_test]
+    async fn a_body_is_read_up_to_its_limit_and_one_byte_more_is_too_large() {
+        #[rocket::post("/", data = "<body>")]
+        fn echo_length(body: VoteBody) -> String {
+            body.0.band().len().to_string()
+        }
+        let vote = br#"{"band": "Blur", "album": "Parklife", "year": 1994, "rank": 8}"#;
+        let limits = BodyLimits { vote_bytes: vote.len() as u64, ..BodyLimits::default() };
+        let app = rocket::build().manage(limits).mount("/", rocket::routes![echo_length]);
+        let client = rocket::local::asynchronous::Client::untracked(app).await.expect("a local rocket");
+        let post = |body: Vec<u8>| client.post("/").header(rocket::http::ContentType::JSON).body(body);
+
+        let at_limit = post(vote.to_vec()).dispatch().await;
+        let over_limit = post([vote.as_slice(), b" "].concat()).dispatch().await;
+
+        assert_eq!(at_limit.status(), rocket::http::Status::Ok);
+        assert_eq!(over_limit.status(), rocket::http::Status::PayloadTooLarge);
     }
 }
