@@ -67,7 +67,38 @@ def render(results):
                 f"p99 {fresh['p99_ms']:.1f} ms, max {fresh['max_ms']:.1f} ms (Redis polled every "
                 f"{fresh['poll_interval_ms']} ms); never seen: {fresh['never_seen']}."
             )
+    lines += ["", *cpu_per_vote(results["scenarios"])]
     return "\n".join(lines) + "\n"
+
+
+def cpu_per_vote(scenarios):
+    """CPU microseconds per accepted vote, per process, on the paths gRPC-or-REST compares."""
+    paths = [
+        ("rest", "rest-client", "rest-server"),
+        ("grpc", "grpc-client", "grpc-server"),
+        ("rest-hop", None, "rest-server"),
+        ("grpc-hop", None, "grpc-server"),
+        ("batch-rest", "rest-client", "rest-server"),
+        ("batch-grpc", None, "grpc-server"),
+    ]
+    lines = [
+        "CPU per accepted vote (microseconds; process CPU seconds / votes in the scenario):",
+        "",
+        "| scenario | votes/s | front | server | kafka | generator | all processes |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, front, server in paths:
+        scenario = scenarios.get(label)
+        if not scenario or not scenario.get("votes_per_s"):
+            continue
+        votes = scenario["votes_per_s"] * scenario["seconds"]
+        usage = {name: 1e6 * used["cpu_seconds"] / votes for name, used in scenario["processes"].items()}
+        cell = lambda name: number(usage.get(name)) if name else "-"  # noqa: E731
+        lines.append(
+            f"| {label} | {number(scenario['votes_per_s'])} | {cell(front)} | {cell(server)} | {cell('kafka')} "
+            f"| {cell('voteflow-bench')} | {number(sum(usage.values()))} |"
+        )
+    return lines
 
 
 def main():

@@ -291,8 +291,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     // The check: every vote a server accepted is counted in Redis and logged in MongoDB.
     let accepted = prefilled + ledger.accepted_votes.load(Ordering::Relaxed);
     let unanswered = ledger.unanswered_votes.load(Ordering::Relaxed);
-    let deadline = Duration::from_secs(60);
-    let (counted, logged) = wait_counted(&sinks, accepted, deadline).await?;
+    let (counted, logged) = wait_counted(&sinks, accepted, Duration::from_secs(30)).await?;
     report.verify(accepted, unanswered, counted, logged);
     drop(services);
 
@@ -389,16 +388,32 @@ async fn drain(sinks: &crate::tally::Sinks, expected: u64, measure: &Duration) -
     }
 }
 
-async fn wait_counted(sinks: &crate::tally::Sinks, expected: u64, within: Duration) -> anyhow::Result<(u64, u64)> {
-    let deadline = Instant::now() + within;
+/// Waits until Redis counts and MongoDB logs `expected` votes, or until neither has moved
+/// for `stalled` (a backlog drains at the consumer's pace, so there is no fixed deadline).
+async fn wait_counted(sinks: &crate::tally::Sinks, expected: u64, stalled: Duration) -> anyhow::Result<(u64, u64)> {
+    let mut last_move = Instant::now();
+    let mut counted = 0;
+    let mut last_print = Instant::now();
     // Redis first (one GET); the log's size costs FerretDB seconds even from collStats,
     // so it is read only once Redis has everything, and then every 5 s.
-    while sinks.total().await.unwrap_or(0) < expected && Instant::now() < deadline {
+    while counted < expected && last_move.elapsed() < stalled {
+        let now = sinks.total().await.unwrap_or(counted);
+        if now > counted {
+            (counted, last_move) = (now, Instant::now());
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            eprintln!("[bench] counting     {counted:>9}/{expected} counted");
+            last_print = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let mut logged = 0;
     loop {
-        let logged = sinks.logged_total_from_stats().await.unwrap_or(0);
-        if logged >= expected || Instant::now() > deadline {
+        let now = sinks.logged_total_from_stats().await.unwrap_or(logged);
+        if now > logged {
+            (logged, last_move) = (now, Instant::now());
+        }
+        if logged >= expected || last_move.elapsed() >= stalled {
             // A moment more, so a vote counted twice would show.
             tokio::time::sleep(Duration::from_secs(1)).await;
             return Ok((sinks.total().await?, sinks.logged_total_from_stats().await?));
