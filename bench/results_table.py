@@ -30,10 +30,12 @@ def render(results):
         f"Linux {machine['kernel']}; everything (generator, services, Kafka, Redis, FerretDB) on the same cores. "
         f"Settings: {results['settings']['connections']} connections for single votes, "
         f"{results['settings']['batch_connections']} for batches of {results['settings']['batch_size']}, "
-        f"{results['settings']['measure_s']:.0f} s measured per load scenario.",
+        f"{results['settings']['measure_s']:.0f} s measured per load scenario. "
+        f"Steal: the share of all cores' time the hypervisor gave to other guests during the scenario "
+        f"(`/proc/stat`); a scenario with more steal ran on a smaller machine than its ceiling.",
         "",
-        "| scenario | votes/s | p50 ms | p99 ms | p99.9 ms | CPU s in the scenario (process: seconds) |",
-        "|---|---:|---:|---:|---:|---|",
+        "| scenario | votes/s | p50 ms | p99 ms | p99.9 ms | steal | CPU s in the scenario (process: seconds) |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for label, scenario in results["scenarios"].items():
         busy = sorted(
@@ -43,6 +45,7 @@ def render(results):
         lines.append(
             f"| {label} | {number(scenario.get('votes_per_s'))} | {number(scenario.get('p50_ms'), 2)} "
             f"| {number(scenario.get('p99_ms'), 2)} | {number(scenario.get('p999_ms'), 2)} "
+            f"| {scenario['machine_cpu']['steal_pct']:.0f} % "
             f"| {', '.join(f'{name} {seconds:.1f}' for name, seconds in busy)} |"
         )
     lines += ["", "| target | this run | rule | met |", "|---|---:|---|---|"]

@@ -1,5 +1,6 @@
 //! CPU seconds and peak resident memory of the processes a scenario runs on, from Linux
-//! `/proc`: the voteflow services, the stack's servers and the generator itself.
+//! `/proc`: the voteflow services, the stack's servers and the generator itself; and how
+//! much of the machine's CPU the hypervisor took away meanwhile (steal).
 
 use std::collections::BTreeMap;
 
@@ -58,9 +59,46 @@ pub fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
+/// The whole machine's CPU time during a scenario, as shares of all its cores' time.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MachineCpu {
+    pub busy_pct: f64,
+    pub idle_pct: f64,
+    /// Time the hypervisor ran someone else while this machine wanted to run: a scenario
+    /// with much steal measured a smaller machine than the others.
+    pub steal_pct: f64,
+}
+
+/// The `cpu` line of `/proc/stat`: (busy, idle, steal) ticks since boot, all cores.
+fn machine_ticks() -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> =
+        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let [user, nice, system, idle, iowait, irq, softirq, steal, ..] = fields[..] else { return None };
+    Some((user + nice + system + irq + softirq, idle + iowait, steal))
+}
+
+fn machine_cpu_between(before: (u64, u64, u64), after: (u64, u64, u64)) -> MachineCpu {
+    let busy = after.0.saturating_sub(before.0) as f64;
+    let idle = after.1.saturating_sub(before.1) as f64;
+    let steal = after.2.saturating_sub(before.2) as f64;
+    let total = (busy + idle + steal).max(1.0);
+    let pct = |part: f64| round3(100.0 * part / total);
+    MachineCpu { busy_pct: pct(busy), idle_pct: pct(idle), steal_pct: pct(steal) }
+}
+
+/// What a [`Meter`] saw: per process, and for the machine.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub processes: BTreeMap<String, Usage>,
+    pub machine: MachineCpu,
+}
+
 /// Started before a scenario, finished after it.
 pub struct Meter {
     before: Vec<(Watched, f64)>,
+    machine_before: Option<(u64, u64, u64)>,
 }
 
 impl Meter {
@@ -72,11 +110,16 @@ impl Meter {
                 Some((process.clone(), cpu_seconds(process.pid)?))
             })
             .collect();
-        Self { before }
+        Self { before, machine_before: machine_ticks() }
     }
 
-    pub fn finish(self) -> BTreeMap<String, Usage> {
-        self.before
+    pub fn finish(self) -> Measured {
+        let machine = match (self.machine_before, machine_ticks()) {
+            (Some(before), Some(after)) => machine_cpu_between(before, after),
+            _ => MachineCpu::default(),
+        };
+        let processes = self
+            .before
             .into_iter()
             .filter_map(|(process, cpu_before)| {
                 let usage = Usage {
@@ -85,7 +128,8 @@ impl Meter {
                 };
                 Some((process.name, usage))
             })
-            .collect()
+            .collect();
+        Measured { processes, machine }
     }
 }
 
@@ -108,5 +152,12 @@ mod tests {
         }
         assert!(cpu_seconds(pid).unwrap() - before >= 0.05, "120 ms of spinning shows as CPU time");
         assert!(peak_rss_mib(pid).unwrap() > 0.5);
+    }
+
+    #[test]
+    fn machine_shares_add_up_and_steal_is_its_own() {
+        let shares = machine_cpu_between((100, 200, 10), (160, 220, 30));
+        assert_eq!((shares.busy_pct, shares.idle_pct, shares.steal_pct), (60.0, 20.0, 20.0));
+        assert!(machine_ticks().is_some(), "/proc/stat has a cpu line");
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::BenchConfig;
 use super::generator::RunFigures;
-use super::procstat::{Usage, round3};
+use super::procstat::{MachineCpu, Measured, Usage, round3};
 use super::sinks::{FreshnessFigures, Throughput};
 
 /// One scenario's figures and what each process used meanwhile.
@@ -19,13 +19,24 @@ pub struct Scenario {
     #[serde(flatten)]
     pub figures: Value,
     pub processes: BTreeMap<String, Usage>,
+    pub machine_cpu: MachineCpu,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness: Option<FreshnessFigures>,
 }
 
 impl Scenario {
-    pub fn run(what: &str, figures: RunFigures, processes: BTreeMap<String, Usage>) -> Self {
-        Self { what: what.to_owned(), figures: rounded(json!(figures)), processes, freshness: None }
+    pub fn run(what: &str, figures: RunFigures, measured: Measured) -> Self {
+        Self::new(what, json!(figures), measured)
+    }
+
+    fn new(what: &str, figures: Value, measured: Measured) -> Self {
+        Self {
+            what: what.to_owned(),
+            figures: rounded(figures),
+            processes: measured.processes,
+            machine_cpu: measured.machine,
+            freshness: None,
+        }
     }
 
     pub fn with_freshness(mut self, freshness: FreshnessFigures) -> Self {
@@ -115,9 +126,8 @@ impl Report {
         self.scenarios.insert(label.to_owned(), scenario);
     }
 
-    pub fn add_throughput(&mut self, label: &str, what: &str, figures: Throughput, processes: BTreeMap<String, Usage>) {
-        let scenario = Scenario { what: what.to_owned(), figures: rounded(json!(figures)), processes, freshness: None };
-        self.add(label, scenario);
+    pub fn add_throughput(&mut self, label: &str, what: &str, figures: Throughput, measured: Measured) {
+        self.add(label, Scenario::new(what, json!(figures), measured));
     }
 
     pub fn votes_per_s(&self, label: &str) -> f64 {
@@ -186,8 +196,8 @@ impl Report {
     pub fn print(&self) {
         println!();
         println!(
-            "{:<14} {:>10} {:>10} {:>8} {:>8} {:>8}  CPU s / peak RSS MiB per process",
-            "scenario", "votes/s", "req/s", "p50 ms", "p99 ms", "p99.9"
+            "{:<14} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}  CPU s / peak RSS MiB per process",
+            "scenario", "votes/s", "req/s", "p50 ms", "p99 ms", "p99.9", "steal"
         );
         for label in &self.order {
             let scenario = &self.scenarios[label];
@@ -201,7 +211,7 @@ impl Report {
                 scenario.figures[key].as_f64().map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"))
             };
             println!(
-                "{label:<14} {:>10.0} {:>10} {:>8} {:>8} {:>8}  {}",
+                "{label:<14} {:>10.0} {:>10} {:>8} {:>8} {:>8} {:>5.0}%  {}",
                 scenario.number("votes_per_s"),
                 scenario.figures["requests_per_s"]
                     .as_f64()
@@ -209,6 +219,7 @@ impl Report {
                 cell("p50_ms"),
                 cell("p99_ms"),
                 cell("p999_ms"),
+                scenario.machine_cpu.steal_pct,
                 processes.join(", ")
             );
             if let Some(freshness) = &scenario.freshness {
