@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+/// Where the local stack's servers listen: the same three flags (and env vars) for every
+/// binary that starts services against them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackEndpoints {
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub redis_url: String,
+    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
+    pub mongodb_uri: String,
+}
+
 /// One voteflow service: how to start it, and the running process.
 pub struct Service {
     pub name: String,

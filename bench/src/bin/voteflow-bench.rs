@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use voteflow_bench::services::StackEndpoints;
 use voteflow_bench::speed::{self, BenchConfig};
 
 #[derive(Debug, Parser)]
@@ -35,12 +36,8 @@ struct Args {
     /// Where the services' logs go (one directory per run).
     #[arg(long, default_value = ".stack/bench")]
     run_dir: PathBuf,
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    kafka_brokers: String,
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
-    redis_url: String,
-    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
-    mongodb_uri: String,
+    #[command(flatten)]
+    endpoints: StackEndpoints,
     /// A few seconds per scenario and a small pre-filled topic: a smoke test (what CI runs).
     #[arg(long)]
     quick: bool,
@@ -88,9 +85,7 @@ async fn main() -> anyhow::Result<()> {
         bin_dir: args.bin_dir,
         stack_dir: args.stack_dir,
         run_dir: args.run_dir,
-        kafka_brokers: args.kafka_brokers,
-        redis_url: args.redis_url,
-        mongodb_uri: args.mongodb_uri,
+        endpoints: args.endpoints,
         quick,
         connections: args.connections.max(1),
         warmup: Duration::from_secs(args.warmup_secs.unwrap_or(if quick { 1 } else { 2 })),

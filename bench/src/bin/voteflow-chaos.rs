@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use voteflow_bench::chaos::{self, ChaosConfig, MIN_LOAD_SECS};
+use voteflow_bench::services::StackEndpoints;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,12 +36,8 @@ struct Args {
     run_dir: PathBuf,
     #[arg(long, env = "VOTEFLOW_INGRESS_URL", default_value = "http://127.0.0.1:8088")]
     url: String,
-    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-    kafka_brokers: String,
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
-    redis_url: String,
-    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
-    mongodb_uri: String,
+    #[command(flatten)]
+    endpoints: StackEndpoints,
     /// New votes per second.
     #[arg(long, default_value_t = 200)]
     rate: u64,
@@ -60,9 +57,7 @@ async fn main() -> anyhow::Result<()> {
         stack_script: args.stack,
         run_dir: args.run_dir,
         ingress_url: args.url,
-        kafka_brokers: args.kafka_brokers,
-        redis_url: args.redis_url,
-        mongodb_uri: args.mongodb_uri,
+        endpoints: args.endpoints,
         rate: args.rate,
         load_secs: args.load_secs,
         catch_up_secs: args.catch_up_secs,

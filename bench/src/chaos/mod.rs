@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use self::load::Load;
-use crate::services::{Service, Stack};
+use crate::services::{Service, Stack, StackEndpoints};
 
 /// Where things are and how hard to push.
 #[derive(Debug, Clone)]
@@ -24,9 +24,7 @@ pub struct ChaosConfig {
     /// Service logs go here.
     pub run_dir: PathBuf,
     pub ingress_url: String,
-    pub kafka_brokers: String,
-    pub redis_url: String,
-    pub mongodb_uri: String,
+    pub endpoints: StackEndpoints,
     /// New votes per second offered.
     pub rate: u64,
     /// Seconds of load; the faults need at least [`MIN_LOAD_SECS`].
@@ -67,8 +65,10 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
         prefix: format!("chaos:{id}:"),
         database: format!("chaos_{id}"),
     };
-    let kafka =
-        voteflow_runtime::settings::KafkaSettings { brokers: config.kafka_brokers.clone(), topic: names.topic.clone() };
+    let kafka = voteflow_runtime::settings::KafkaSettings {
+        brokers: config.endpoints.kafka_brokers.clone(),
+        topic: names.topic.clone(),
+    };
     voteflow_runtime::kafka::ensure_topic(&kafka, &names.topic, 6).await.context("Failed to create the run's topic")?;
     voteflow_runtime::kafka::ensure_topic(&kafka, &format!("{}.dlq", names.topic), 1).await?;
     println!(
@@ -107,8 +107,13 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     );
 
     let ledger = load.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-    let sinks =
-        crate::tally::Sinks::connect(&config.redis_url, &names.prefix, &config.mongodb_uri, &names.database).await?;
+    let sinks = crate::tally::Sinks::connect(
+        &config.endpoints.redis_url,
+        &names.prefix,
+        &config.endpoints.mongodb_uri,
+        &names.database,
+    )
+    .await?;
     let accepted = ledger.iter().filter(|vote| vote.answer == load::Answer::Accepted).count() as u64;
     verdict::wait_for_catch_up(&sinks, accepted, Duration::from_secs(config.catch_up_secs)).await?;
     let consumer_figures = pipeline.consumer_figures(&http).await;
@@ -173,7 +178,7 @@ impl Pipeline {
     fn new(config: &ChaosConfig, names: &RunNames) -> Self {
         let bin = |name: &str| config.bin_dir.join(name);
         let base = vec![
-            ("KAFKA_BROKERS", config.kafka_brokers.clone()),
+            ("KAFKA_BROKERS", config.endpoints.kafka_brokers.clone()),
             ("KAFKA_TOPIC", names.topic.clone()),
             ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
         ];
@@ -186,9 +191,9 @@ impl Pipeline {
             with(&[
                 ("KAFKA_GROUP_ID", names.group.clone()),
                 ("KAFKA_DLQ_TOPIC", format!("{}.dlq", names.topic)),
-                ("REDIS_URL", config.redis_url.clone()),
+                ("REDIS_URL", config.endpoints.redis_url.clone()),
                 ("REDIS_KEY_PREFIX", names.prefix.clone()),
-                ("MONGODB_URI", config.mongodb_uri.clone()),
+                ("MONGODB_URI", config.endpoints.mongodb_uri.clone()),
                 ("MONGODB_DATABASE", names.database.clone()),
                 ("CONSUMER_ADMIN_LISTEN", admin.to_owned()),
                 // A SIGKILLed member keeps its partitions for the session timeout; a short

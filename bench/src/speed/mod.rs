@@ -21,7 +21,7 @@ use self::generator::{Grpc, HttpJson, Ledger, Pace, Plan};
 use self::procstat::{Meter, Watched};
 use self::report::{Report, Scenario};
 use self::sinks::Freshness;
-use crate::services::Service;
+use crate::services::{Service, StackEndpoints};
 use crate::traffic;
 
 /// Where things are and how long to run.
@@ -31,9 +31,7 @@ pub struct BenchConfig {
     /// The stack's state directory (`<dir>/{kafka,redis,mongo}/pid`), to watch its servers.
     pub stack_dir: PathBuf,
     pub run_dir: PathBuf,
-    pub kafka_brokers: String,
-    pub redis_url: String,
-    pub mongodb_uri: String,
+    pub endpoints: StackEndpoints,
     pub quick: bool,
     /// Connections of the closed-loop single-vote scenarios (the batch ones use a quarter).
     pub connections: usize,
@@ -91,7 +89,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let topic = format!("bench-{id}.votes");
     let prefix = format!("bench:{id}:");
     let database = format!("bench_{id}");
-    let kafka = KafkaSettings { brokers: config.kafka_brokers.clone(), topic: topic.clone() };
+    let kafka = KafkaSettings { brokers: config.endpoints.kafka_brokers.clone(), topic: topic.clone() };
     voteflow_runtime::kafka::ensure_topic(&kafka, &topic, 12).await.context("Failed to create the run's topic")?;
     voteflow_runtime::kafka::ensure_topic(&kafka, &format!("{topic}.dlq"), 1).await?;
     println!(
@@ -219,18 +217,20 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     if config.wants("redis-ceiling") {
         let meter = Meter::start(&watch(&services));
         let key = format!("{prefix}ceiling:votes:band");
-        let redis_ceiling = sinks::redis_ceiling(&config.redis_url, &key, config.sink_ceiling_votes).await?;
+        let redis_ceiling = sinks::redis_ceiling(&config.endpoints.redis_url, &key, config.sink_ceiling_votes).await?;
         report.add_throughput("redis-ceiling", "pipelined HINCRBY, 1000 per pipeline", redis_ceiling, meter.finish());
     }
     let ceiling_database = format!("{database}_ceiling");
     if config.wants("mongo-ceiling") {
         let meter = Meter::start(&watch(&services));
         let votes = config.sink_ceiling_votes;
-        let mongo_ceiling = sinks::mongo_ceiling(&config.mongodb_uri, &ceiling_database, votes).await?;
+        let mongo_ceiling = sinks::mongo_ceiling(&config.endpoints.mongodb_uri, &ceiling_database, votes).await?;
         let what = "insert_many (unordered) of the vote-log documents, 1000 per call, vote-log indexes";
         report.add_throughput("mongo-ceiling", what, mongo_ceiling, meter.finish());
     }
-    let sinks = crate::tally::Sinks::connect(&config.redis_url, &prefix, &config.mongodb_uri, &database).await?;
+    let sinks =
+        crate::tally::Sinks::connect(&config.endpoints.redis_url, &prefix, &config.endpoints.mongodb_uri, &database)
+            .await?;
     let in_topic = prefilled + ledger.accepted_votes.load(Ordering::Relaxed);
     sync_disks().await;
     services.consumer.start(&http).await?;
@@ -269,7 +269,8 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
             .map(|_| HttpJson::new(&url, body.clone(), false).map(|requester| requester.on_accepted(hook.clone())))
             .collect::<anyhow::Result<_>>()?;
         let stop = tokio_util::sync::CancellationToken::new();
-        let redis = redis::Client::open(config.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+        let redis =
+            redis::Client::open(config.endpoints.redis_url.as_str())?.get_multiplexed_async_connection().await?;
         let watcher = tokio::spawn(freshness.clone().watch(redis, format!("{prefix}votes:album"), stop.clone()));
         let meter = Meter::start(&watch(&services));
         let open = Plan { pace: Pace::Open { rate }, ..plan(label, connections, 1) };
@@ -299,8 +300,13 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     report.print();
     if report.verification.passed {
         sinks.remove_all().await?;
-        let ceiling =
-            crate::tally::Sinks::connect(&config.redis_url, &prefix, &config.mongodb_uri, &ceiling_database).await?;
+        let ceiling = crate::tally::Sinks::connect(
+            &config.endpoints.redis_url,
+            &prefix,
+            &config.endpoints.mongodb_uri,
+            &ceiling_database,
+        )
+        .await?;
         ceiling.remove_all().await?;
         voteflow_runtime::kafka::delete_topics(&kafka, &[&topic, &format!("{topic}.dlq")]).await?;
     } else {
@@ -463,7 +469,7 @@ impl Services {
     fn new(config: &BenchConfig, topic: &str, prefix: &str, database: &str) -> Self {
         let bin = |name: &str| config.bin_dir.join(name);
         let base = vec![
-            ("KAFKA_BROKERS", config.kafka_brokers.clone()),
+            ("KAFKA_BROKERS", config.endpoints.kafka_brokers.clone()),
             ("KAFKA_TOPIC", topic.to_owned()),
             ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
         ];
@@ -471,9 +477,9 @@ impl Services {
         consumer_env.extend([
             ("KAFKA_GROUP_ID", format!("bench-{topic}")),
             ("KAFKA_DLQ_TOPIC", format!("{topic}.dlq")),
-            ("REDIS_URL", config.redis_url.clone()),
+            ("REDIS_URL", config.endpoints.redis_url.clone()),
             ("REDIS_KEY_PREFIX", prefix.to_owned()),
-            ("MONGODB_URI", config.mongodb_uri.clone()),
+            ("MONGODB_URI", config.endpoints.mongodb_uri.clone()),
             ("MONGODB_DATABASE", database.to_owned()),
             ("CONSUMER_ADMIN_LISTEN", CONSUMER_ADMIN.to_owned()),
         ]);
