@@ -15,7 +15,8 @@
 //! partition that were received but not yet written are dropped (the new owner reads
 //! them from the committed offset), and their offsets are never committed by this member.
 //! After an assignment, counting resumes right after the last offset Redis counted (kept
-//! atomically with the counts), so a Redis that lost recent writes is filled in again.
+//! atomically with the counts; a partition's beginning when Redis knows none), so a Redis
+//! that lost recent writes is filled in again.
 //! While a sink is down the loop polls nothing and commits nothing, and resumes by itself.
 //! Shutdown finishes the batch in hand, commits, and leaves the group within the deadline.
 
@@ -331,6 +332,8 @@ async fn collect(
         tokio::select! {
             biased;
             () = tokio::time::sleep_until(deadline) => break,
+            // The batch in hand is finished and committed; it just stops growing.
+            () = shutdown.cancelled() => break,
             received = consumer.recv() => match received {
                 Ok(message) => {
                     batch.note_revocations(consumer, &mut revocations_seen);
@@ -355,12 +358,16 @@ async fn collect(
 }
 
 /// After an assignment, starts each newly assigned partition right after the last offset
-/// the Redis tally has counted, when Redis knows one, instead of at the committed offset.
-/// Redis records that offset atomically with the counts, so it is where counting must
-/// resume: ahead of a lagging commit it skips records already counted, and behind it
-/// (Redis restored from an older snapshot, or a crash lost its last second of AOF) it
-/// replays what the counters lost, which MongoDB absorbs and the tally counts again.
-/// Returns the partitions it moved; their records received before are stale.
+/// the Redis tally has counted, instead of at the committed offset. Redis records that
+/// offset atomically with the counts, so it is where counting must resume: ahead of a
+/// lagging commit it skips records already counted, and behind it (Redis restored from an
+/// older snapshot, or a crash lost its last second of AOF) it replays what the counters
+/// lost, which MongoDB absorbs and the tally counts again. A partition Redis knows no
+/// offset of has never been counted there (every batch raises the offset of each of its
+/// partitions, countable records or not), so it starts at its beginning. Until Redis
+/// answers nothing is read: starting at the committed offsets instead could skip records
+/// a restored Redis no longer counts. Returns the partitions it moved (all assigned ones
+/// if shutdown came first); their records received before are stale.
 async fn start_at_applied(consumer: &GroupConsumer, sinks: &Sinks, seen: &mut u64) -> BTreeSet<i32> {
     let now = consumer.context().assignments();
     if now == *seen {
@@ -368,21 +375,30 @@ async fn start_at_applied(consumer: &GroupConsumer, sinks: &Sinks, seen: &mut u6
     }
     *seen = now;
     let assigned = consumer.context().take_assigned();
-    let applied = match tokio::time::timeout(Duration::from_secs(2), sinks.tally.applied_offsets(&sinks.topic)).await {
-        Ok(Ok(applied)) => applied,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "cannot read the applied offsets; starting at the committed offsets");
-            return BTreeSet::new();
-        }
-        Err(_) => {
-            tracing::warn!("Redis did not answer within 2 s; starting at the committed offsets");
-            return BTreeSet::new();
+    if assigned.is_empty() {
+        return BTreeSet::new();
+    }
+    let retry = Retry { metrics: &sinks.metrics, readiness: &sinks.readiness, shutdown: &sinks.shutdown };
+    let read_applied = || async {
+        match tokio::time::timeout(Duration::from_secs(2), sinks.tally.applied_offsets(&sinks.topic)).await {
+            Ok(read) => read.map_err(|error| error.to_string()),
+            Err(_) => Err("Redis did not answer the applied offsets within 2 s".to_owned()),
         }
     };
+    let Some(applied) = retry.until_ok(REDIS, read_applied).await else {
+        return assigned.into_iter().collect();
+    };
     let mut moved = BTreeSet::new();
+    let mut from_beginning = Vec::new();
     for partition in assigned {
-        let Some(last) = applied.get(&partition) else { continue };
-        match consumer.seek(&sinks.topic, partition, Offset::Offset(last + 1), Duration::from_secs(2)) {
+        let start = match applied.get(&partition) {
+            Some(last) => Offset::Offset(last + 1),
+            None => {
+                from_beginning.push(partition);
+                Offset::Beginning
+            }
+        };
+        match consumer.seek(&sinks.topic, partition, start, Duration::from_secs(2)) {
             Ok(()) => {
                 moved.insert(partition);
             }
@@ -390,7 +406,7 @@ async fn start_at_applied(consumer: &GroupConsumer, sinks: &Sinks, seen: &mut u6
         }
     }
     if !moved.is_empty() {
-        tracing::info!(?moved, "assigned partitions start after the last offset counted in Redis");
+        tracing::info!(?moved, ?from_beginning, "assigned partitions start after the last offset counted in Redis");
     }
     moved
 }

@@ -92,6 +92,12 @@ impl IsolatedConsumer {
     /// Starts a consumer of `topic` in consumer group `group`, writing to `database` and
     /// to the Redis keys under `prefix`: replicas share all three.
     pub async fn start_in(topic: &str, database: &str, group: &str, prefix: &str) -> Self {
+        Self::start_via(topic, database, group, prefix, &env_or("REDIS_URL", "redis://127.0.0.1:6379/")).await
+    }
+
+    /// Like [`Self::start_in`], with the consumer reaching Redis at `consumer_redis_url`
+    /// (a proxy, say); the test's own reads still go to REDIS_URL.
+    pub async fn start_via(topic: &str, database: &str, group: &str, prefix: &str, consumer_redis_url: &str) -> Self {
         let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
         let mongodb_uri = env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/");
         let settings = ConsumerSettings::try_parse_from([
@@ -100,7 +106,7 @@ impl IsolatedConsumer {
             &format!("--kafka-topic={topic}"),
             &format!("--group-id={group}"),
             &format!("--dlq-topic={topic}.dlq"),
-            &format!("--redis-url={redis_url}"),
+            &format!("--redis-url={consumer_redis_url}"),
             &format!("--redis-key-prefix={prefix}"),
             &format!("--mongodb-uri={mongodb_uri}"),
             &format!("--mongodb-database={database}"),

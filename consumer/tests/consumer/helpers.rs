@@ -1,9 +1,13 @@
 //! Writes records straight to a test topic; the consumer under test is `voteflow_consumer::testing::IsolatedConsumer`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use voteflow_proto::record::PATH_HEADER;
 use voteflow_proto::{AcceptedRecord, Vote, VoteJson, VotePath};
 
@@ -26,17 +30,30 @@ impl TestTopic {
     }
 
     pub(crate) async fn send(&self, key: &str, payload: &[u8], path: Option<&str>) {
+        self.send_to(None, key, payload, path).await;
+    }
+
+    /// Like [`Self::send`], into `partition` when given (else the key's partition).
+    pub(crate) async fn send_to(&self, partition: Option<i32>, key: &str, payload: &[u8], path: Option<&str>) {
         let mut headers = OwnedHeaders::new();
         if let Some(path) = path {
             headers = headers.insert(Header { key: PATH_HEADER, value: Some(path) });
         }
-        let record = FutureRecord::to(&self.name).key(key).payload(payload).headers(headers);
+        let mut record = FutureRecord::to(&self.name).key(key).payload(payload).headers(headers);
+        record.partition = partition;
         self.producer.send(record, Duration::from_secs(5)).await.expect("Kafka acknowledged");
     }
 
     pub(crate) async fn send_vote(&self, band: &str) -> AcceptedRecord {
         let record = accepted_vote(band);
         self.send(&record.key(), &record.encode_payload(), Some("rest")).await;
+        record
+    }
+
+    /// A new vote for `band` written into `partition`.
+    pub(crate) async fn send_vote_to(&self, partition: i32, band: &str) -> AcceptedRecord {
+        let record = accepted_vote(band);
+        self.send_to(Some(partition), &record.key(), &record.encode_payload(), Some("rest")).await;
         record
     }
 }
@@ -47,4 +64,50 @@ pub(crate) fn accepted_vote(band: &str) -> AcceptedRecord {
         serde_json::from_value(serde_json::json!({"band": band, "album": "Test Album", "year": 2000, "rank": 5}))
             .unwrap();
     AcceptedRecord { vote: Vote::try_from(json).unwrap(), accepted_at: chrono::Utc::now(), path: VotePath::Rest }
+}
+
+/// A TCP proxy in front of a real server that, until released, stalls each connection at
+/// the first read from the client containing `word`, and everything after it on that
+/// connection: a server that hangs, for the commands the test names.
+pub(crate) struct StallingProxy {
+    /// `redis://` URL of the proxy.
+    pub(crate) url: String,
+    released: Arc<watch::Sender<bool>>,
+}
+
+impl StallingProxy {
+    /// Proxies to the server of the `redis://host:port/` URL `target`.
+    pub(crate) async fn start(target: &str, word: &'static [u8]) -> Self {
+        let target = target.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}/", listener.local_addr().unwrap());
+        let released = Arc::new(watch::channel(false).0);
+        let gate = released.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&target).await else { continue };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+                let mut gate = gate.subscribe();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0; 64 * 1024];
+                    while let Ok(read @ 1..) = from_client.read(&mut buffer).await {
+                        if buffer[..read].windows(word.len()).any(|window| window == word) {
+                            let _ = gate.wait_for(|released| *released).await;
+                        }
+                        if to_server.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, released }
+    }
+
+    /// Lets every stalled and later read through.
+    pub(crate) fn release(&self) {
+        self.released.send_replace(true);
+    }
 }

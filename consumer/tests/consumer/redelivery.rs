@@ -10,7 +10,7 @@ use voteflow_consumer::sink::Consumed;
 use voteflow_consumer::sink::tally::Tally;
 use voteflow_consumer::sink::vote_log::VoteLog;
 
-use crate::helpers::{IsolatedConsumer, TestTopic, accepted_vote, env_or, unique_id};
+use crate::helpers::{IsolatedConsumer, StallingProxy, TestTopic, accepted_vote, env_or, unique_id};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -154,14 +154,55 @@ async fn a_replica_leaving_mid_stream_hands_over_without_loss_or_double_count() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tallies_a_redis_restore_lost_are_counted_again() {
-    // Arrange: 10 votes counted, a snapshot of the tally keys, 15 more counted and committed.
+    // Arrange
     let topic = TestTopic::create().await;
     let (database, group, prefix) =
         (format!("test_{}", unique_id()), format!("test-{}", unique_id()), format!("test:{}:", unique_id()));
+    counted_then_restored(&topic, &database, &group, &prefix).await;
+
+    // Act
+    let third = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+
+    // Assert: counting resumed where Redis had stopped, not where Kafka had committed.
+    assert_eq!(third.wait_for_counted(25, WITHIN).await, (25, 25));
+    let bands = third.band_counts().await;
+    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts whole again: {bands:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_assignment_while_redis_hangs_waits_for_the_offsets_redis_counted() {
+    // Arrange: a restored Redis behind Kafka's commits, reached through a proxy that
+    // stalls the read of the counted offsets.
+    let topic = TestTopic::create().await;
+    let (database, group, prefix) =
+        (format!("test_{}", unique_id()), format!("test-{}", unique_id()), format!("test:{}:", unique_id()));
+    counted_then_restored(&topic, &database, &group, &prefix).await;
+    let hanging = StallingProxy::start(&env_or("REDIS_URL", "redis://127.0.0.1:6379/"), b"HGETALL").await;
+
+    // Act: the assignment comes while Redis does not answer, for longer than one read's
+    // 2 s timeout; then Redis answers again.
+    let third = IsolatedConsumer::start_via(&topic.name, &database, &group, &prefix, &hanging.url).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let counted_while_hanging = third.total().await;
+    hanging.release();
+
+    // Assert: nothing was read past Redis's offsets meanwhile (starting at the committed
+    // offsets would have lost 15 votes for good); afterwards every vote is counted once.
+    assert_eq!(counted_while_hanging, 10, "nothing counted while Redis hung");
+    assert_eq!(third.wait_for_counted(25, WITHIN).await, (25, 25));
+    let bands = third.band_counts().await;
+    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts whole again: {bands:?}");
+}
+
+/// 10 votes, all in partition 0, counted; a snapshot of the tally keys (so it knows no
+/// offset of partitions 1 and 2); 15 more, in every partition, counted and committed;
+/// then Redis comes back from the snapshot, as after a crash that lost its last writes,
+/// while Kafka's committed offsets are past all 25 votes. No consumer is left running.
+async fn counted_then_restored(topic: &TestTopic, database: &str, group: &str, prefix: &str) {
     for i in 0..10 {
-        topic.send_vote(&format!("Band {}", i % 5)).await;
+        topic.send_vote_to(0, &format!("Band {}", i % 5)).await;
     }
-    let first = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+    let first = IsolatedConsumer::start_in(&topic.name, database, group, prefix).await;
     assert_eq!(first.wait_for_counted(10, WITHIN).await, (10, 10));
     assert_eq!(first.wait_for_committed(10, WITHIN).await, 10);
     let keys = [
@@ -173,7 +214,7 @@ async fn tallies_a_redis_restore_lost_are_counted_again() {
         first.keys.applied(&topic.name),
     ];
     first.stop().await;
-    let mut redis = redis::Client::open(crate::helpers::env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
+    let mut redis = redis::Client::open(env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -184,25 +225,17 @@ async fn tallies_a_redis_restore_lost_are_counted_again() {
         snapshot.push((key.clone(), dumped));
     }
     for i in 10..25 {
-        topic.send_vote(&format!("Band {}", i % 5)).await;
+        topic.send_vote_to(i % 3, &format!("Band {}", i % 5)).await;
     }
-    let second = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+    let second = IsolatedConsumer::start_in(&topic.name, database, group, prefix).await;
     assert_eq!(second.wait_for_counted(25, WITHIN).await, (25, 25));
     assert_eq!(second.wait_for_committed(25, WITHIN).await, 25);
     second.stop().await;
 
-    // Act: Redis comes back from the older snapshot (as after a crash that lost its
-    // last writes), while Kafka's committed offsets are past those votes.
     for (key, dumped) in &snapshot {
         let _: () =
             redis::cmd("RESTORE").arg(key).arg(0).arg(dumped).arg("REPLACE").query_async(&mut redis).await.unwrap();
     }
     let restored: i64 = redis::cmd("GET").arg(&keys[0]).query_async(&mut redis).await.unwrap();
     assert_eq!(restored, 10, "the restore took the tallies back");
-    let third = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
-
-    // Assert: counting resumed where Redis had stopped, not where Kafka had committed.
-    assert_eq!(third.wait_for_counted(25, WITHIN).await, (25, 25));
-    let bands = third.band_counts().await;
-    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts whole again: {bands:?}");
 }
