@@ -212,7 +212,7 @@ impl Freshness {
     }
 
     /// Polls `votes:album` every [`FRESHNESS_POLL`] until `stop` and then until nothing is
-    /// pending (at most 10 s more).
+    /// pending (at most 10 s more). A failed read is retried, and its votes stay pending.
     pub async fn watch(
         self: Arc<Self>,
         mut redis: redis::aio::MultiplexedConnection,
@@ -226,17 +226,24 @@ impl Freshness {
                 pending.keys().take(2000).cloned().collect()
             };
             if !albums.is_empty() {
-                let counts: Vec<Option<u64>> =
-                    redis::cmd("HMGET").arg(&albums_key).arg(&albums).query_async(&mut redis).await?;
+                let read: redis::RedisResult<Vec<Option<u64>>> =
+                    redis::cmd("HMGET").arg(&albums_key).arg(&albums).query_async(&mut redis).await;
                 let now = Instant::now();
-                let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                for (album, count) in albums.iter().zip(counts) {
-                    if count.is_some()
-                        && let Some(accepted) = pending.remove(album)
-                    {
-                        seen.push(now.saturating_duration_since(accepted));
+                match read {
+                    Ok(counts) => {
+                        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        for (album, count) in albums.iter().zip(counts) {
+                            if count.is_some()
+                                && let Some(accepted) = pending.remove(album)
+                            {
+                                seen.push(now.saturating_duration_since(accepted));
+                            }
+                        }
                     }
+                    // A stalled machine can time one read out; its votes stay pending and
+                    // are timed when next seen, instead of the whole run failing.
+                    Err(error) => eprintln!("[bench] freshness watcher: Redis read failed ({error}); reading again"),
                 }
             }
             if stop.is_cancelled() {
