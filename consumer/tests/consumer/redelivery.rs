@@ -155,33 +155,25 @@ async fn a_replica_leaving_mid_stream_hands_over_without_loss_or_double_count() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tallies_a_redis_restore_lost_are_counted_again() {
     // Arrange
-    let topic = TestTopic::create().await;
-    let (database, group, prefix) =
-        (format!("test_{}", unique_id()), format!("test-{}", unique_id()), format!("test:{}:", unique_id()));
-    counted_then_restored(&topic, &database, &group, &prefix).await;
+    let restored = Restored::arrange().await;
 
     // Act
-    let third = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+    let third = restored.consumer(&env_or("REDIS_URL", "redis://127.0.0.1:6379/")).await;
 
     // Assert: counting resumed where Redis had stopped, not where Kafka had committed.
-    assert_eq!(third.wait_for_counted(25, WITHIN).await, (25, 25));
-    let bands = third.band_counts().await;
-    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts whole again: {bands:?}");
+    Restored::assert_whole_again(&third).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_assignment_while_redis_hangs_waits_for_the_offsets_redis_counted() {
     // Arrange: a restored Redis behind Kafka's commits, reached through a proxy that
     // stalls the read of the counted offsets.
-    let topic = TestTopic::create().await;
-    let (database, group, prefix) =
-        (format!("test_{}", unique_id()), format!("test-{}", unique_id()), format!("test:{}:", unique_id()));
-    counted_then_restored(&topic, &database, &group, &prefix).await;
+    let restored = Restored::arrange().await;
     let hanging = StallingProxy::start(&env_or("REDIS_URL", "redis://127.0.0.1:6379/"), b"HGETALL").await;
 
     // Act: the assignment comes while Redis does not answer, for longer than one read's
     // 2 s timeout; then Redis answers again.
-    let third = IsolatedConsumer::start_via(&topic.name, &database, &group, &prefix, &hanging.url).await;
+    let third = restored.consumer(&hanging.url).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let counted_while_hanging = third.total().await;
     hanging.release();
@@ -189,53 +181,84 @@ async fn an_assignment_while_redis_hangs_waits_for_the_offsets_redis_counted() {
     // Assert: nothing was read past Redis's offsets meanwhile (starting at the committed
     // offsets would have lost 15 votes for good); afterwards every vote is counted once.
     assert_eq!(counted_while_hanging, 10, "nothing counted while Redis hung");
-    assert_eq!(third.wait_for_counted(25, WITHIN).await, (25, 25));
-    let bands = third.band_counts().await;
-    assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts whole again: {bands:?}");
+    Restored::assert_whole_again(&third).await;
 }
 
-/// 10 votes, all in partition 0, counted; a snapshot of the tally keys (so it knows no
-/// offset of partitions 1 and 2); 15 more, in every partition, counted and committed;
-/// then Redis comes back from the snapshot, as after a crash that lost its last writes,
-/// while Kafka's committed offsets are past all 25 votes. No consumer is left running.
-async fn counted_then_restored(topic: &TestTopic, database: &str, group: &str, prefix: &str) {
-    for i in 0..10 {
-        topic.send_vote_to(0, &format!("Band {}", i % 5)).await;
-    }
-    let first = IsolatedConsumer::start_in(&topic.name, database, group, prefix).await;
-    assert_eq!(first.wait_for_counted(10, WITHIN).await, (10, 10));
-    assert_eq!(first.wait_for_committed(10, WITHIN).await, 10);
-    let keys = [
-        first.keys.total.clone(),
-        first.keys.by_band.clone(),
-        first.keys.by_album.clone(),
-        first.keys.by_path.clone(),
-        first.keys.leaderboard.clone(),
-        first.keys.applied(&topic.name),
-    ];
-    first.stop().await;
-    let mut redis = redis::Client::open(env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let mut snapshot = Vec::new();
-    for key in &keys {
-        let dumped: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut redis).await.unwrap();
-        snapshot.push((key.clone(), dumped));
-    }
-    for i in 10..25 {
-        topic.send_vote_to(i % 3, &format!("Band {}", i % 5)).await;
-    }
-    let second = IsolatedConsumer::start_in(&topic.name, database, group, prefix).await;
-    assert_eq!(second.wait_for_counted(25, WITHIN).await, (25, 25));
-    assert_eq!(second.wait_for_committed(25, WITHIN).await, 25);
-    second.stop().await;
+/// A topic, group, database and key prefix whose Redis tallies went back in time.
+struct Restored {
+    topic: TestTopic,
+    database: String,
+    group: String,
+    prefix: String,
+}
 
-    for (key, dumped) in &snapshot {
-        let _: () =
-            redis::cmd("RESTORE").arg(key).arg(0).arg(dumped).arg("REPLACE").query_async(&mut redis).await.unwrap();
+impl Restored {
+    /// 10 votes, all in partition 0, counted; a snapshot of the tally keys (so it knows no
+    /// offset of partitions 1 and 2); 15 more, in every partition, counted and committed;
+    /// then Redis comes back from the snapshot, as after a crash that lost its last writes,
+    /// while Kafka's committed offsets are past all 25 votes. No consumer is left running.
+    async fn arrange() -> Self {
+        let restored = Self {
+            topic: TestTopic::create().await,
+            database: format!("test_{}", unique_id()),
+            group: format!("test-{}", unique_id()),
+            prefix: format!("test:{}:", unique_id()),
+        };
+        restored.count_then_restore().await;
+        restored
     }
-    let restored: i64 = redis::cmd("GET").arg(&keys[0]).query_async(&mut redis).await.unwrap();
-    assert_eq!(restored, 10, "the restore took the tallies back");
+
+    /// A consumer of the group, reaching Redis at `redis_url`.
+    async fn consumer(&self, redis_url: &str) -> IsolatedConsumer {
+        IsolatedConsumer::start_via(&self.topic.name, &self.database, &self.group, &self.prefix, redis_url).await
+    }
+
+    async fn assert_whole_again(consumer: &IsolatedConsumer) {
+        assert_eq!(consumer.wait_for_counted(25, WITHIN).await, (25, 25));
+        let bands = consumer.band_counts().await;
+        assert!((0..5).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts whole again: {bands:?}");
+    }
+
+    async fn count_then_restore(&self) {
+        let (topic, database, group, prefix) = (&self.topic, &self.database, &self.group, &self.prefix);
+        for i in 0..10 {
+            topic.send_vote_to(0, &format!("Band {}", i % 5)).await;
+        }
+        let first = IsolatedConsumer::start_in(&topic.name, database, group, prefix).await;
+        assert_eq!(first.wait_for_counted(10, WITHIN).await, (10, 10));
+        assert_eq!(first.wait_for_committed(10, WITHIN).await, 10);
+        let keys = [
+            first.keys.total.clone(),
+            first.keys.by_band.clone(),
+            first.keys.by_album.clone(),
+            first.keys.by_path.clone(),
+            first.keys.leaderboard.clone(),
+            first.keys.applied(&topic.name),
+        ];
+        first.stop().await;
+        let mut redis = redis::Client::open(env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut snapshot = Vec::new();
+        for key in &keys {
+            let dumped: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut redis).await.unwrap();
+            snapshot.push((key.clone(), dumped));
+        }
+        for i in 10..25 {
+            topic.send_vote_to(i % 3, &format!("Band {}", i % 5)).await;
+        }
+        let second = IsolatedConsumer::start_in(&topic.name, database, group, prefix).await;
+        assert_eq!(second.wait_for_counted(25, WITHIN).await, (25, 25));
+        assert_eq!(second.wait_for_committed(25, WITHIN).await, 25);
+        second.stop().await;
+
+        for (key, dumped) in &snapshot {
+            let _: () =
+                redis::cmd("RESTORE").arg(key).arg(0).arg(dumped).arg("REPLACE").query_async(&mut redis).await.unwrap();
+        }
+        let restored: i64 = redis::cmd("GET").arg(&keys[0]).query_async(&mut redis).await.unwrap();
+        assert_eq!(restored, 10, "the restore took the tallies back");
+    }
 }
