@@ -171,15 +171,22 @@ async fn an_assignment_while_redis_hangs_waits_for_the_offsets_redis_counted() {
     let restored = Restored::arrange().await;
     let hanging = StallingProxy::start(&env_or("REDIS_URL", "redis://127.0.0.1:6379/"), b"HGETALL").await;
 
-    // Act: the assignment comes while Redis does not answer, for longer than one read's
-    // 2 s timeout; then Redis answers again.
+    // Act: the assignment comes while Redis does not answer; once a read of the offsets
+    // has timed out (2 s), Redis stays silent 4 s more, then answers again.
     let third = restored.consumer(&hanging.url).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let redis_errors = r#"voteflow_consumer_sink_errors_total{sink="redis"}"#;
+    let waiting = std::time::Instant::now();
+    while third.metric(redis_errors).await < 1.0 && waiting.elapsed() < WITHIN {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed_reads = third.metric(redis_errors).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let counted_while_hanging = third.total().await;
     hanging.release();
 
     // Assert: nothing was read past Redis's offsets meanwhile (starting at the committed
     // offsets would have lost 15 votes for good); afterwards every vote is counted once.
+    assert!(failed_reads >= 1.0, "the offsets' read timed out while the proxy held it");
     assert_eq!(counted_while_hanging, 10, "nothing counted while Redis hung");
     Restored::assert_whole_again(&third).await;
 }
