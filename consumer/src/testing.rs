@@ -31,6 +31,14 @@ pub fn kafka_brokers() -> String {
     env_or("KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
+pub fn redis_url() -> String {
+    env_or("REDIS_URL", "redis://127.0.0.1:6379/")
+}
+
+pub fn mongodb_uri() -> String {
+    env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/")
+}
+
 /// An address where nothing listens: a port bound and released at once.
 pub fn dead_address() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port")
@@ -92,14 +100,14 @@ impl IsolatedConsumer {
     /// Starts a consumer of `topic` in consumer group `group`, writing to `database` and
     /// to the Redis keys under `prefix`: replicas share all three.
     pub async fn start_in(topic: &str, database: &str, group: &str, prefix: &str) -> Self {
-        Self::start_via(topic, database, group, prefix, &env_or("REDIS_URL", "redis://127.0.0.1:6379/")).await
+        Self::start_via(topic, database, group, prefix, &redis_url()).await
     }
 
     /// Like [`Self::start_in`], with the consumer reaching Redis at `consumer_redis_url`
     /// (a proxy, say); the test's own reads still go to REDIS_URL.
     pub async fn start_via(topic: &str, database: &str, group: &str, prefix: &str, consumer_redis_url: &str) -> Self {
-        let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379/");
-        let mongodb_uri = env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/");
+        let redis_url = redis_url();
+        let mongodb_uri = mongodb_uri();
         let settings = ConsumerSettings::try_parse_from([
             "consumer",
             &format!("--kafka-brokers={}", kafka_brokers()),

@@ -277,7 +277,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let figures = generator::run(&open, requesters, next_index.clone(), ledger.clone()).await;
         let usage = meter.finish();
         stop.cancel();
-        watcher.await??;
+        watcher.await?;
         report.add(
             label,
             Scenario::run(

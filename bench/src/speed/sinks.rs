@@ -218,7 +218,7 @@ impl Freshness {
         mut redis: redis::aio::MultiplexedConnection,
         albums_key: String,
         stop: tokio_util::sync::CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) {
         let mut give_up: Option<Instant> = None;
         loop {
             let albums: Vec<String> = {
@@ -250,7 +250,7 @@ impl Freshness {
                 let deadline = *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(10));
                 let empty = self.pending.lock().map(|pending| pending.is_empty()).unwrap_or(true);
                 if empty || Instant::now() > deadline {
-                    return Ok(());
+                    return;
                 }
             }
             tokio::time::sleep(FRESHNESS_POLL).await;

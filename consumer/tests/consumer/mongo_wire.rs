@@ -7,11 +7,11 @@ use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Client, IndexModel};
 
-use crate::helpers::{env_or, unique_id};
+use crate::helpers::{mongodb_uri, unique_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mongo_wire_server_does_what_the_vote_log_needs() {
-    let client = Client::with_uri_str(env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/")).await.unwrap();
+    let client = Client::with_uri_str(mongodb_uri()).await.unwrap();
     let database = client.database(&format!("test_{}", unique_id()));
     let votes = database.collection::<Document>("votes");
     let unique = IndexOptions::builder().unique(true).build();

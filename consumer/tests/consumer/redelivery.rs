@@ -10,7 +10,7 @@ use voteflow_consumer::sink::Consumed;
 use voteflow_consumer::sink::tally::Tally;
 use voteflow_consumer::sink::vote_log::VoteLog;
 
-use crate::helpers::{IsolatedConsumer, StallingProxy, TestTopic, accepted_vote, env_or, unique_id};
+use crate::helpers::{IsolatedConsumer, StallingProxy, TestTopic, accepted_vote, mongodb_uri, redis_url, unique_id};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -18,8 +18,8 @@ const WITHIN: Duration = Duration::from_secs(30);
 async fn records_written_again_are_counted_and_logged_once() {
     // Arrange: the sinks of one consumer, and 20 records of 2 partitions as it receives them.
     let (prefix, database, topic) = (format!("test:{}:", unique_id()), format!("test_{}", unique_id()), "t.votes");
-    let tally = Tally::connect(&env_or("REDIS_URL", "redis://127.0.0.1:6379/"), &prefix).await.unwrap();
-    let log = VoteLog::connect(&env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/"), &database).await.unwrap();
+    let tally = Tally::connect(&redis_url(), &prefix).await.unwrap();
+    let log = VoteLog::connect(&mongodb_uri(), &database).await.unwrap();
     let records: Vec<Consumed> = (0..20)
         .map(|i| Consumed {
             record: accepted_vote(&format!("Band {}", i % 4)),
@@ -54,17 +54,13 @@ async fn records_written_again_are_counted_and_logged_once() {
     assert_eq!((first, second, third), (12, 8, 0), "votes counted by each write");
     assert_eq!((again.redelivered, zombie.redelivered), (12, 20), "the log saw the same records again");
     assert!(again.retries.is_empty() && zombie.retries.is_empty(), "a redelivery is not a client retry");
-    let mut redis = redis::Client::open(env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let total: i64 = redis::cmd("GET").arg(format!("{prefix}total")).query_async(&mut redis).await.unwrap();
     let bands: std::collections::HashMap<String, i64> =
         redis::cmd("HGETALL").arg(format!("{prefix}votes:band")).query_async(&mut redis).await.unwrap();
     assert_eq!(total, 20);
     assert!((0..4).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts: {bands:?}");
-    let mongo = mongodb::Client::with_uri_str(env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/")).await.unwrap();
+    let mongo = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
     let logged = mongo.database(&database).collection::<mongodb::bson::Document>("votes");
     assert_eq!(logged.count_documents(mongodb::bson::doc! {}).await.unwrap(), 20);
 }
@@ -158,7 +154,7 @@ async fn tallies_a_redis_restore_lost_are_counted_again() {
     let restored = Restored::arrange().await;
 
     // Act
-    let third = restored.consumer(&env_or("REDIS_URL", "redis://127.0.0.1:6379/")).await;
+    let third = restored.consumer(&redis_url()).await;
 
     // Assert: counting resumed where Redis had stopped, not where Kafka had committed.
     Restored::assert_whole_again(&third).await;
@@ -169,7 +165,7 @@ async fn an_assignment_while_redis_hangs_waits_for_the_offsets_redis_counted() {
     // Arrange: a restored Redis behind Kafka's commits, reached through a proxy that
     // stalls the read of the counted offsets.
     let restored = Restored::arrange().await;
-    let hanging = StallingProxy::start(&env_or("REDIS_URL", "redis://127.0.0.1:6379/"), b"HGETALL").await;
+    let hanging = StallingProxy::start(&redis_url(), b"HGETALL").await;
 
     // Act: the assignment comes while Redis does not answer; once a read of the offsets
     // has timed out (2 s), Redis stays silent 4 s more, then answers again.
@@ -243,11 +239,7 @@ impl Restored {
             first.keys.applied(&topic.name),
         ];
         first.stop().await;
-        let mut redis = redis::Client::open(env_or("REDIS_URL", "redis://127.0.0.1:6379/"))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
         let mut snapshot = Vec::new();
         for key in &keys {
             let dumped: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut redis).await.unwrap();
