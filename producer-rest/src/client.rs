@@ -48,7 +48,7 @@ impl RestHop {
     async fn post_json(
         &self,
         url: &reqwest::Url,
-        json: &serde_json::Value,
+        json: &impl serde::Serialize,
         success: StatusCode,
     ) -> Result<String, ApiError> {
         let response = self
@@ -73,16 +73,18 @@ impl RestHop {
     }
 
     async fn post(&self, vote: &Vote) -> Result<Uuid, ApiError> {
-        let body = self.post_json(&self.votes_url, &vote.to_json(), StatusCode::ACCEPTED).await?;
-        serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|json| json["vote_id"].as_str().and_then(|id| Uuid::try_parse(id).ok()))
-            .ok_or_else(|| ApiError::NextHopBroken(format!("202 without a vote_id: {body}")))
+        let body = self.post_json(&self.votes_url, vote, StatusCode::ACCEPTED).await?;
+        #[derive(serde::Deserialize)]
+        struct AcceptedBody {
+            vote_id: Uuid,
+        }
+        serde_json::from_str::<AcceptedBody>(&body)
+            .map(|accepted| accepted.vote_id)
+            .map_err(|_| ApiError::NextHopBroken(format!("202 without a vote_id: {body}")))
     }
 
     async fn post_batch(&self, votes: Vec<Vote>) -> Result<Vec<ItemOutcome>, ApiError> {
-        let json = serde_json::Value::Array(votes.iter().map(Vote::to_json).collect());
-        let body = self.post_json(&self.batch_url, &json, StatusCode::OK).await?;
+        let body = self.post_json(&self.batch_url, &votes, StatusCode::OK).await?;
         batch::parse_report(&body, votes.len())
             .ok_or_else(|| ApiError::NextHopBroken(format!("unreadable batch report: {body}")))
     }

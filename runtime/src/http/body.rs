@@ -64,7 +64,7 @@ pub async fn read_json_body<'r>(request: &'r Request<'_>, data: Data<'r>, limit:
 }
 
 /// Parses one JSON value, telling broken JSON (400) from JSON of the wrong shape (422).
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], expected: &str) -> Result<T, ApiError> {
+pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8], expected: &str) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|error| {
         if error.is_data() {
             ApiError::InvalidBody(format!("body must be {expected}: {error}"))
