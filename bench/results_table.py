@@ -70,6 +70,22 @@ def render(results):
                 f"p99 {fresh['p99_ms']:.1f} ms, max {fresh['max_ms']:.1f} ms (Redis polled every "
                 f"{fresh['poll_interval_ms']} ms); never seen: {fresh['never_seen']}."
             )
+    stage_rows = [
+        f"| {label} | {stage['stage']} | {stage['observations']} | {stage['p50_ms']:.2f} | {stage['p99_ms']:.2f} |"
+        for label in ("fresh-rest", "fresh-grpc")
+        for stage in results["scenarios"].get(label, {}).get("stages", [])
+    ]
+    if stage_rows:
+        lines += [
+            "",
+            "Where the accept latency of the open-loop scenarios goes: each stage's own histogram "
+            "(Prometheus buckets, quantiles estimated as `histogram_quantile` does), over the scenario "
+            "and its warm-up. Each stage includes the ones below it.",
+            "",
+            "| scenario | stage | observations | p50 ms | p99 ms |",
+            "|---|---|---:|---:|---:|",
+            *stage_rows,
+        ]
     lines += ["", *cpu_per_vote(results["scenarios"])]
     return "\n".join(lines) + "\n"
 

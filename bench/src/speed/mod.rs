@@ -7,6 +7,7 @@ pub mod generator;
 pub mod procstat;
 pub mod report;
 pub mod sinks;
+pub mod stages;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +80,7 @@ const REST_CLIENT: &str = "127.0.0.1:8000";
 const REST_SERVER: &str = "127.0.0.1:8080";
 const GRPC_CLIENT: &str = "127.0.0.1:3000";
 const GRPC_SERVER: &str = "127.0.0.1:3001";
+const GRPC_ADMIN: &str = "127.0.0.1:9301";
 const CONSUMER_ADMIN: &str = "127.0.0.1:9120";
 
 /// Runs every scenario; returns the report (already written to `config.out`).
@@ -246,9 +248,9 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
 
     // 7. Freshness and accept latency at half of each path's measured maximum.
     let freshness_run = id.clone();
-    for (label, url, max_label) in [
-        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest"),
-        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc"),
+    for (label, url, max_label, stages) in [
+        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest", path_stages("rest", REST_CLIENT, REST_SERVER)),
+        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc", path_stages("grpc", GRPC_CLIENT, GRPC_ADMIN)),
     ]
     .into_iter()
     .filter(|(label, ..)| config.wants(label))
@@ -272,10 +274,12 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let redis =
             redis::Client::open(config.endpoints.redis_url.as_str())?.get_multiplexed_async_connection().await?;
         let watcher = tokio::spawn(freshness.clone().watch(redis, format!("{prefix}votes:album"), stop.clone()));
+        let stages_before = stages::snapshot(&http, &stages).await;
         let meter = Meter::start(&watch(&services));
         let open = Plan { pace: Pace::Open { rate }, ..plan(label, connections, 1) };
         let figures = generator::run(&open, requesters, next_index.clone(), ledger.clone()).await;
         let usage = meter.finish();
+        let stages = stages::between(&stages, &stages_before, &stages::snapshot(&http, &stages).await);
         stop.cancel();
         watcher.await?;
         report.add(
@@ -285,7 +289,8 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
                 figures,
                 usage,
             )
-            .with_freshness(freshness.figures()),
+            .with_freshness(freshness.figures())
+            .with_stages(stages),
         );
     }
 
@@ -313,6 +318,30 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         println!("kept for inspection: topic {topic}, Redis keys {prefix}*, MongoDB database {database}");
     }
     Ok(report)
+}
+
+/// The stages a single vote through a front waits on, each timed by its service: the
+/// front's request (which includes the server's), the server's request or call (which
+/// includes Kafka's acknowledgement), and the acknowledgement itself. The warm-up has
+/// created every series before the open-loop scenarios read them.
+fn path_stages(path: &str, front: &str, server_metrics: &str) -> Vec<stages::Stage> {
+    let front_request = r#"voteflow_http_request_seconds_bucket{route="cast_vote""#;
+    let (server_name, server_request, front_name) = match path {
+        "rest" => ("rest-server request", front_request, "rest-client request"),
+        _ => {
+            ("grpc-server CastVote", r#"voteflow_grpc_request_seconds_bucket{method="CastVote""#, "grpc-client request")
+        }
+    };
+    let metrics = |address: &str| format!("http://{address}/metrics");
+    vec![
+        stages::Stage { name: front_name, metrics_url: metrics(front), series: front_request },
+        stages::Stage { name: server_name, metrics_url: metrics(server_metrics), series: server_request },
+        stages::Stage {
+            name: "Kafka acknowledgement",
+            metrics_url: metrics(server_metrics),
+            series: r#"voteflow_kafka_produce_seconds_bucket{outcome="acked""#,
+        },
+    ]
 }
 
 type BodyFn = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
@@ -495,7 +524,7 @@ impl Services {
             ),
             rest_server: Service::new("rest-server", bin("rest-server"), &base, ready(REST_SERVER), dir),
             rest_client: Service::new("rest-client", bin("rest-client"), &base, ready(REST_CLIENT), dir),
-            grpc_server: Service::new("grpc-server", bin("grpc-server"), &base, ready("127.0.0.1:9301"), dir),
+            grpc_server: Service::new("grpc-server", bin("grpc-server"), &base, ready(GRPC_ADMIN), dir),
             grpc_client: Service::new("grpc-client", bin("grpc-client"), &base, ready(GRPC_CLIENT), dir),
             consumer: Service::new("consumer", bin("consumer"), &consumer_env, ready(CONSUMER_ADMIN), dir),
         }

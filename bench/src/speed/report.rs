@@ -11,6 +11,7 @@ use super::BenchConfig;
 use super::generator::RunFigures;
 use super::procstat::{MachineCpu, Measured, Usage, round3};
 use super::sinks::{FreshnessFigures, Throughput};
+use super::stages::StageLatency;
 
 /// One scenario's figures and what each process used meanwhile.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +23,9 @@ pub struct Scenario {
     pub machine_cpu: MachineCpu,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freshness: Option<FreshnessFigures>,
+    /// Open-loop scenarios: the p50/p99 of each stage a vote waited on, from the services' histograms.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageLatency>,
 }
 
 impl Scenario {
@@ -36,11 +40,17 @@ impl Scenario {
             processes: measured.processes,
             machine_cpu: measured.machine,
             freshness: None,
+            stages: Vec::new(),
         }
     }
 
     pub fn with_freshness(mut self, freshness: FreshnessFigures) -> Self {
         self.freshness = Some(freshness);
+        self
+    }
+
+    pub fn with_stages(mut self, stages: Vec<StageLatency>) -> Self {
+        self.stages = stages;
         self
     }
 
@@ -226,6 +236,12 @@ impl Report {
                 println!(
                     "{:<14} freshness over {} votes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, never seen {}",
                     "", freshness.votes, freshness.p50_ms, freshness.p99_ms, freshness.max_ms, freshness.never_seen
+                );
+            }
+            for stage in &scenario.stages {
+                println!(
+                    "{:<14} stage {:<22} p50 {:.2} ms, p99 {:.2} ms over {} (its own histogram)",
+                    "", stage.stage, stage.p50_ms, stage.p99_ms, stage.observations
                 );
             }
         }

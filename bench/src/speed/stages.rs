@@ -1,0 +1,153 @@
+//! Where a single vote's accept latency goes during an open-loop scenario: each stage's
+//! own Prometheus histogram (the front's request, the server's request or call, Kafka's
+//! acknowledgement), read before and after the scenario and diffed, so the generator's
+//! p99 can be set beside the p99 of every stage it waited on.
+
+use serde::Serialize;
+
+/// One stage of a path and the histogram series that times it.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: &'static str,
+    /// The service's `/metrics` URL.
+    pub metrics_url: String,
+    /// The histogram's bucket series, e.g. `voteflow_kafka_produce_seconds_bucket{outcome="acked"`:
+    /// a line matches when it starts with this and carries an `le` label.
+    pub series: &'static str,
+}
+
+/// Cumulative bucket counts of one histogram series: (upper bound in seconds, count).
+type Buckets = Vec<(f64, u64)>;
+
+/// Every stage's buckets at one moment.
+pub struct Snapshot(Vec<Option<Buckets>>);
+
+/// A stage's latency over a scenario, estimated from its buckets as Prometheus's
+/// `histogram_quantile` does (linear within the bucket the quantile falls in).
+#[derive(Debug, Clone, Serialize)]
+pub struct StageLatency {
+    pub stage: String,
+    pub observations: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Reads every stage's histogram now; a stage that cannot be read is left out later.
+pub async fn snapshot(http: &reqwest::Client, stages: &[Stage]) -> Snapshot {
+    let mut read = Vec::with_capacity(stages.len());
+    for stage in stages {
+        let text = match http.get(&stage.metrics_url).send().await {
+            Ok(response) => response.text().await.ok(),
+            Err(_) => None,
+        };
+        read.push(text.map(|text| buckets(&text, stage.series)));
+    }
+    Snapshot(read)
+}
+
+/// Each stage's p50/p99 over what it observed between `before` and `after`.
+pub fn between(stages: &[Stage], before: &Snapshot, after: &Snapshot) -> Vec<StageLatency> {
+    stages
+        .iter()
+        .zip(before.0.iter().zip(&after.0))
+        .filter_map(|(stage, pair)| match pair {
+            (Some(before), Some(after)) => {
+                let delta = difference(before, after)?;
+                let observations = delta.last().map_or(0, |(_, count)| *count);
+                (observations > 0).then(|| StageLatency {
+                    stage: stage.name.to_owned(),
+                    observations,
+                    p50_ms: quantile(&delta, 0.50) * 1000.0,
+                    p99_ms: quantile(&delta, 0.99) * 1000.0,
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn buckets(text: &str, series: &str) -> Buckets {
+    let mut found: Buckets = text
+        .lines()
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| {
+            let le = line.split("le=\"").nth(1)?.split('"').next()?;
+            let upper = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let count = line.rsplit(' ').next()?.parse::<f64>().ok()? as u64;
+            Some((upper, count))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.total_cmp(&b.0));
+    found
+}
+
+fn difference(before: &Buckets, after: &Buckets) -> Option<Buckets> {
+    if before.is_empty() {
+        return Some(after.clone());
+    }
+    if before.len() != after.len() {
+        return None;
+    }
+    Some(after.iter().zip(before).map(|((upper, now), (_, then))| (*upper, now.saturating_sub(*then))).collect())
+}
+
+/// `histogram_quantile`: linear inside the bucket; in the +Inf bucket, the highest finite bound.
+fn quantile(cumulative: &Buckets, q: f64) -> f64 {
+    let total = cumulative.last().map_or(0, |(_, count)| *count);
+    let rank = q * total as f64;
+    let mut lower = (0.0, 0u64);
+    for &(upper, count) in cumulative {
+        if count as f64 >= rank {
+            if upper.is_infinite() {
+                return lower.0;
+            }
+            let in_bucket = (count - lower.1) as f64;
+            let share = if in_bucket > 0.0 { (rank - lower.1 as f64) / in_bucket } else { 1.0 };
+            return lower.0 + (upper - lower.0) * share;
+        }
+        lower = (upper, count);
+    }
+    lower.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = r#"# TYPE voteflow_kafka_produce_seconds histogram
+voteflow_kafka_produce_seconds_bucket{outcome="acked",le="0.001"} 10
+voteflow_kafka_produce_seconds_bucket{outcome="acked",le="0.005"} 10
+voteflow_kafka_produce_seconds_bucket{outcome="acked",le="0.01"} 10
+voteflow_kafka_produce_seconds_bucket{outcome="acked",le="+Inf"} 10
+voteflow_kafka_produce_seconds_bucket{outcome="timeout",le="0.001"} 7
+"#;
+    const AFTER: &str = r#"voteflow_kafka_produce_seconds_bucket{outcome="acked",le="0.001"} 10
+voteflow_kafka_produce_seconds_bucket{outcome="acked",le="0.005"} 110
+voteflow_kafka_produce_seconds_bucket{outcome="acked",le="0.01"} 208
+voteflow_kafka_produce_seconds_bucket{outcome="acked",le="+Inf"} 210
+voteflow_kafka_produce_seconds_sum{outcome="acked"} 1.5
+"#;
+    const SERIES: &str = r#"voteflow_kafka_produce_seconds_bucket{outcome="acked""#;
+
+    #[test]
+    fn a_scenarios_quantiles_come_from_the_buckets_it_filled() {
+        let delta = difference(&buckets(BEFORE, SERIES), &buckets(AFTER, SERIES)).unwrap();
+        assert_eq!(delta, vec![(0.001, 0), (0.005, 100), (0.01, 198), (f64::INFINITY, 200)]);
+        // 100 of 200 fell in (1, 5] ms: the median is that bucket's top.
+        assert!((quantile(&delta, 0.5) - 0.005).abs() < 1e-9);
+        // Rank 198 is the top of the (5, 10] ms bucket.
+        assert!((quantile(&delta, 0.99) - 0.01).abs() < 1e-9);
+        // Past the last finite bound, the estimate is that bound (as Prometheus does).
+        assert!((quantile(&delta, 0.999) - 0.01).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_stage_whose_histogram_changed_shape_or_saw_nothing_is_left_out() {
+        let stage = Stage { name: "kafka", metrics_url: String::new(), series: SERIES };
+        let before = Snapshot(vec![Some(buckets(AFTER, SERIES))]);
+        let after = Snapshot(vec![Some(buckets(AFTER, SERIES))]);
+        assert!(between(std::slice::from_ref(&stage), &before, &after).is_empty(), "nothing observed");
+        let after = Snapshot(vec![Some(vec![(0.001, 1)])]);
+        assert!(between(&[stage], &before, &after).is_empty(), "another bucket layout");
+    }
+}
