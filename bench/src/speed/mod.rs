@@ -250,9 +250,28 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
 
     // 7. Freshness and accept latency at half of each path's measured maximum.
     let freshness_run = id.clone();
+    // The stages a vote through a front waits on, each timed by its own service: the
+    // front's request (which includes the server's), the server's request or call (which
+    // includes Kafka's acknowledgement), and the acknowledgement. The warm-up has created
+    // every series before these scenarios read them.
+    let stage =
+        |name, address: &str, series| stages::Stage { name, metrics_url: format!("http://{address}/metrics"), series };
+    let http_cast_vote_series = r#"voteflow_http_request_seconds_bucket{route="cast_vote""#;
+    let grpc_cast_vote_series = r#"voteflow_grpc_request_seconds_bucket{method="CastVote""#;
+    let kafka_acked_series = r#"voteflow_kafka_produce_seconds_bucket{outcome="acked""#;
+    let rest_stages = vec![
+        stage("rest-client request", REST_CLIENT, http_cast_vote_series),
+        stage("rest-server request", REST_SERVER, http_cast_vote_series),
+        stage("Kafka acknowledgement", REST_SERVER, kafka_acked_series),
+    ];
+    let grpc_stages = vec![
+        stage("grpc-client request", GRPC_CLIENT, http_cast_vote_series),
+        stage("grpc-server CastVote", GRPC_ADMIN, grpc_cast_vote_series),
+        stage("Kafka acknowledgement", GRPC_ADMIN, kafka_acked_series),
+    ];
     for (label, url, max_label, stages) in [
-        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest", path_stages("rest", REST_CLIENT, REST_SERVER)),
-        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc", path_stages("grpc", GRPC_CLIENT, GRPC_ADMIN)),
+        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest", rest_stages),
+        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc", grpc_stages),
     ]
     .into_iter()
     .filter(|(label, ..)| config.wants(label))
@@ -325,30 +344,6 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         println!("kept for inspection: topic {topic}, Redis keys {prefix}*, MongoDB database {database}");
     }
     Ok(report)
-}
-
-/// The stages a single vote through a front waits on, each timed by its service: the
-/// front's request (which includes the server's), the server's request or call (which
-/// includes Kafka's acknowledgement), and the acknowledgement itself. The warm-up has
-/// created every series before the open-loop scenarios read them.
-fn path_stages(path: &str, front: &str, server_metrics: &str) -> Vec<stages::Stage> {
-    let front_request = r#"voteflow_http_request_seconds_bucket{route="cast_vote""#;
-    let (server_name, server_request, front_name) = match path {
-        "rest" => ("rest-server request", front_request, "rest-client request"),
-        _ => {
-            ("grpc-server CastVote", r#"voteflow_grpc_request_seconds_bucket{method="CastVote""#, "grpc-client request")
-        }
-    };
-    let metrics = |address: &str| format!("http://{address}/metrics");
-    vec![
-        stages::Stage { name: front_name, metrics_url: metrics(front), series: front_request },
-        stages::Stage { name: server_name, metrics_url: metrics(server_metrics), series: server_request },
-        stages::Stage {
-            name: "Kafka acknowledgement",
-            metrics_url: metrics(server_metrics),
-            series: r#"voteflow_kafka_produce_seconds_bucket{outcome="acked""#,
-        },
-    ]
 }
 
 type BodyFn = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
