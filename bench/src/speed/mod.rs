@@ -249,6 +249,13 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     }
 
     // 7. Freshness and accept latency at half of each path's measured maximum.
+    // The consumer has caught up first: without the consumer scenario (an --only run)
+    // it is still draining the warm-ups' votes, and freshness would time that backlog.
+    if ["fresh-rest", "fresh-grpc"].iter().any(|label| config.wants(label)) {
+        let accepted = prefilled + ledger.accepted_votes.load(Ordering::Relaxed);
+        let counted = wait_redis_counted(&sinks, accepted, Duration::from_secs(30)).await;
+        anyhow::ensure!(counted >= accepted, "the consumer stalled at {counted} of {accepted} votes before freshness");
+    }
     let freshness_run = id.clone();
     // The stages a vote through a front waits on, each timed by its own service: the
     // front's request (which includes the server's), the server's request or call (which
@@ -428,22 +435,10 @@ async fn drain(sinks: &crate::tally::Sinks, expected: u64, measure: &Duration) -
 /// Waits until Redis counts and MongoDB logs `expected` votes, or until neither has moved
 /// for `stalled` (a backlog drains at the consumer's pace, so there is no fixed deadline).
 async fn wait_counted(sinks: &crate::tally::Sinks, expected: u64, stalled: Duration) -> anyhow::Result<(u64, u64)> {
-    let mut last_move = Instant::now();
-    let mut counted = 0;
-    let mut last_print = Instant::now();
     // Redis first (one GET); the log's size costs FerretDB seconds even from collStats,
     // so it is read only once Redis has everything, and then every 5 s.
-    while counted < expected && last_move.elapsed() < stalled {
-        let now = sinks.total().await.unwrap_or(counted);
-        if now > counted {
-            (counted, last_move) = (now, Instant::now());
-        }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            eprintln!("[bench] counting     {counted:>9}/{expected} counted");
-            last_print = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_redis_counted(sinks, expected, stalled).await;
+    let mut last_move = Instant::now();
     let mut logged = 0;
     loop {
         let now = sinks.logged_total_from_stats().await.unwrap_or(logged);
@@ -458,6 +453,26 @@ async fn wait_counted(sinks: &crate::tally::Sinks, expected: u64, stalled: Durat
         eprintln!("[bench] vote log     {logged:>9}/{expected} logged");
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
+}
+
+/// Waits until Redis counts `expected` votes under the run's prefix, or until the count
+/// has not moved for `stalled`; returns the last count read.
+async fn wait_redis_counted(sinks: &crate::tally::Sinks, expected: u64, stalled: Duration) -> u64 {
+    let mut last_move = Instant::now();
+    let mut counted = 0;
+    let mut last_print = Instant::now();
+    while counted < expected && last_move.elapsed() < stalled {
+        let now = sinks.total().await.unwrap_or(counted);
+        if now > counted {
+            (counted, last_move) = (now, Instant::now());
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            eprintln!("[bench] counting     {counted:>9}/{expected} counted");
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    counted
 }
 
 /// The publisher settings the producer servers run with: their defaults, and the same
