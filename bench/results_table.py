@@ -71,7 +71,8 @@ def render(results):
                 f"{fresh['poll_interval_ms']} ms); never seen: {fresh['never_seen']}."
             )
     stage_rows = [
-        f"| {label} | {stage['stage']} | {stage['observations']} | {stage['p50_ms']:.2f} | {stage['p99_ms']:.2f} |"
+        f"| {label} | {stage['stage']} | {stage['observations'] if stage['observations'] is not None else 'last 5 s'} "
+        f"| {stage['p50_ms']:.2f} | {stage['p99_ms']:.2f} |"
         for label in ("fresh-rest", "fresh-grpc")
         for stage in results["scenarios"].get(label, {}).get("stages", [])
     ]
@@ -80,7 +81,15 @@ def render(results):
             "",
             "Where the accept latency of the open-loop scenarios goes: each stage's own histogram "
             "(Prometheus buckets, quantiles estimated as `histogram_quantile` does), over the scenario "
-            "and its warm-up. Each stage includes the ones below it.",
+            "and its warm-up. Each stage includes the ones below it."
+            + (
+                " The rows after Kafka's acknowledgement split it as librdkafka reports it (its rolling "
+                "window over the scenario's last statistics interval: time queued in the client, linger "
+                "included; waiting in the send buffer; the broker's round trip)."
+                if any(stage["observations"] is None for label in ("fresh-rest", "fresh-grpc")
+                       for stage in results["scenarios"].get(label, {}).get("stages", []))
+                else ""
+            ),
             "",
             "| scenario | stage | observations | p50 ms | p99 ms |",
             "|---|---|---:|---:|---:|",

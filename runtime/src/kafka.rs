@@ -13,13 +13,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::{Statistics, Window};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use voteflow_proto::AcceptedRecord;
@@ -106,10 +109,72 @@ impl PublisherMetrics {
     }
 }
 
+/// librdkafka's own account of where an acknowledgement's time goes, refreshed by its
+/// statistics callback: the whole Kafka acknowledgement is one histogram above, and these
+/// split it into time in the client's queue (linger and batching), in the send buffer,
+/// and the broker's round trip (of every request: under load nearly all are produce
+/// requests, at idle the readiness check's metadata requests). Each is librdkafka's
+/// rolling window over the last interval, the worst broker's when there are several.
+#[derive(Clone)]
+struct ClientLatencyMetrics {
+    /// `[stage][quantile]`, in the order of [`CLIENT_STAGES`] and [`CLIENT_QUANTILES`].
+    gauges: [[Gauge; 2]; 3],
+}
+
+const CLIENT_STAGES: [&str; 3] = ["queue", "send_buffer", "round_trip"];
+const CLIENT_QUANTILES: [&str; 2] = ["0.5", "0.99"];
+
+impl ClientLatencyMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let family = GaugeVec::new(
+            Opts::new(
+                "voteflow_kafka_client_latency_seconds",
+                "librdkafka's latency windows over its last statistics interval: queue (produce call to \
+                 request, linger included), send_buffer (request waiting to be written), round_trip (broker).",
+            ),
+            &["stage", "quantile"],
+        )?;
+        registry.register(Box::new(family.clone()))?;
+        let gauges =
+            CLIENT_STAGES.map(|stage| CLIENT_QUANTILES.map(|quantile| family.with_label_values(&[stage, quantile])));
+        Ok(Self { gauges })
+    }
+
+    fn record(&self, statistics: &Statistics) {
+        // Bootstrap entries (nodeid -1) carry no produce requests; a window with no
+        // samples reads as zeros and would hide a real broker's figures in the max.
+        let brokers: Vec<_> = statistics.brokers.values().filter(|broker| broker.nodeid >= 0).collect();
+        let windows: [fn(&rdkafka::statistics::Broker) -> Option<&Window>; 3] =
+            [|b| b.int_latency.as_ref(), |b| b.outbuf_latency.as_ref(), |b| b.rtt.as_ref()];
+        for (gauges, window_of) in self.gauges.iter().zip(windows) {
+            let sampled = || brokers.iter().filter_map(|broker| window_of(broker)).filter(|window| window.cnt > 0);
+            let worst = |quantile: fn(&Window) -> i64| sampled().map(quantile).max().unwrap_or(0);
+            gauges[0].set(micros_to_seconds(worst(|window| window.p50)));
+            gauges[1].set(micros_to_seconds(worst(|window| window.p99)));
+        }
+    }
+}
+
+fn micros_to_seconds(micros: i64) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// The producer's librdkafka context: its statistics go to `/metrics`, everything else
+/// (logs, errors) is handled as by the default context.
+pub struct PublisherContext {
+    latency: ClientLatencyMetrics,
+}
+
+impl ClientContext for PublisherContext {
+    fn stats(&self, statistics: Statistics) {
+        self.latency.record(&statistics);
+    }
+}
+
 /// One shared, cheaply cloned Kafka producer.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<PublisherContext>,
     topic: Arc<str>,
     delivery_timeout: Duration,
     permits: Arc<Semaphore>,
@@ -119,7 +184,7 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(settings: &PublisherSettings, client_id: &str, registry: &Registry) -> anyhow::Result<Self> {
         let timeout_ms = settings.delivery_timeout_ms.max(1).to_string();
-        let producer: FutureProducer = ClientConfig::new()
+        let producer: FutureProducer<PublisherContext> = ClientConfig::new()
             .set("bootstrap.servers", &settings.kafka.brokers)
             .set("client.id", client_id)
             .set("acks", "all")
@@ -130,7 +195,8 @@ impl Publisher {
             .set("linger.ms", settings.linger_ms.to_string())
             .set("compression.type", &settings.compression)
             .set("reconnect.backoff.max.ms", "1000")
-            .create()?;
+            .set("statistics.interval.ms", settings.statistics_interval_ms.to_string())
+            .create_with_context(PublisherContext { latency: ClientLatencyMetrics::register(registry)? })?;
         Ok(Self {
             producer,
             topic: settings.kafka.topic.as_str().into(),

@@ -35,6 +35,10 @@ pub struct PublisherSettings {
     #[arg(long = "kafka-compression", env = "KAFKA_COMPRESSION", default_value = "none",
           value_parser = ["none", "lz4", "zstd", "snappy", "gzip"])]
     pub compression: String,
+    /// How often librdkafka reports its own latencies (client queue, send buffer, broker
+    /// round trip) to `/metrics`; 0 turns the reports off.
+    #[arg(long, env = "KAFKA_STATISTICS_INTERVAL_MS", default_value_t = 5000)]
+    pub statistics_interval_ms: u64,
 }
 
 impl PublisherSettings {

@@ -276,9 +276,9 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         stage("grpc-server CastVote", GRPC_ADMIN, grpc_cast_vote_series),
         stage("Kafka acknowledgement", GRPC_ADMIN, kafka_acked_series),
     ];
-    for (label, url, max_label, stages) in [
-        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest", rest_stages),
-        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc", grpc_stages),
+    for (label, url, max_label, stages, producer_server) in [
+        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest", rest_stages, REST_SERVER),
+        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc", grpc_stages, GRPC_ADMIN),
     ]
     .into_iter()
     .filter(|(label, ..)| config.wants(label))
@@ -312,7 +312,9 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let open = Plan { pace: Pace::Open { rate }, ..plan(label, connections, 1) };
         let figures = generator::run(&open, requesters, next_index.clone(), ledger.clone()).await;
         let usage = meter.finish();
-        let stages = stages::between(&stages, &stages_before, &stages::snapshot(&http, &stages).await);
+        let mut stages = stages::between(&stages, &stages_before, &stages::snapshot(&http, &stages).await);
+        // And the acknowledgement split into librdkafka's parts, as the producer reports them.
+        stages.extend(stages::kafka_client(&http, &format!("http://{producer_server}/metrics")).await);
         stop.cancel();
         watcher.await?;
         report.add(

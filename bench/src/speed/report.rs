@@ -239,9 +239,13 @@ impl Report {
                 );
             }
             for stage in &scenario.stages {
+                let source = match stage.observations {
+                    Some(observations) => format!("over {observations} (its own histogram)"),
+                    None => "(librdkafka's last statistics window)".to_owned(),
+                };
                 println!(
-                    "{:<14} stage {:<22} p50 {:.2} ms, p99 {:.2} ms over {} (its own histogram)",
-                    "", stage.stage, stage.p50_ms, stage.p99_ms, stage.observations
+                    "{:<14} stage {:<22} p50 {:.2} ms, p99 {:.2} ms {source}",
+                    "", stage.stage, stage.p50_ms, stage.p99_ms
                 );
             }
         }

@@ -27,9 +27,49 @@ pub struct Snapshot(Vec<Option<Buckets>>);
 #[derive(Debug, Clone, Serialize)]
 pub struct StageLatency {
     pub stage: String,
-    pub observations: u64,
+    /// Unknown (`null`) for librdkafka's windows, which do not say how many they hold.
+    pub observations: Option<u64>,
     pub p50_ms: f64,
     pub p99_ms: f64,
+}
+
+/// librdkafka's parts of Kafka's acknowledgement, as the producer server's
+/// `voteflow_kafka_client_latency_seconds` gauges: (label value, stage name).
+const KAFKA_CLIENT_PARTS: [(&str, &str); 3] =
+    [("queue", "librdkafka queue"), ("send_buffer", "librdkafka send buffer"), ("round_trip", "broker round trip")];
+
+/// The split of Kafka's acknowledgement librdkafka reports: its rolling windows over the
+/// last statistics interval (5 s by default), so the end of a scenario, not all of it.
+/// Parts the server does not report (statistics off, or nothing sent) are left out.
+pub async fn kafka_client(http: &reqwest::Client, metrics_url: &str) -> Vec<StageLatency> {
+    let text = match http.get(metrics_url).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    kafka_client_parts(&text)
+}
+
+fn kafka_client_parts(text: &str) -> Vec<StageLatency> {
+    let gauge = |part: &str, quantile: &str| {
+        text.lines()
+            .filter(|line| line.starts_with("voteflow_kafka_client_latency_seconds{"))
+            .filter(|line| {
+                line.contains(&format!("stage=\"{part}\"")) && line.contains(&format!("quantile=\"{quantile}\""))
+            })
+            .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    KAFKA_CLIENT_PARTS
+        .iter()
+        .filter_map(|(part, name)| {
+            let (p50, p99) = (gauge(part, "0.5")?, gauge(part, "0.99")?);
+            (p99 > 0.0).then(|| StageLatency {
+                stage: (*name).to_owned(),
+                observations: None,
+                p50_ms: p50 * 1000.0,
+                p99_ms: p99 * 1000.0,
+            })
+        })
+        .collect()
 }
 
 /// Reads every stage's histogram now; a stage that cannot be read is left out later.
@@ -56,7 +96,7 @@ pub fn between(stages: &[Stage], before: &Snapshot, after: &Snapshot) -> Vec<Sta
                 let observations = delta.last().map_or(0, |(_, count)| *count);
                 (observations > 0).then(|| StageLatency {
                     stage: stage.name.to_owned(),
-                    observations,
+                    observations: Some(observations),
                     p50_ms: quantile(&delta, 0.50) * 1000.0,
                     p99_ms: quantile(&delta, 0.99) * 1000.0,
                 })
@@ -149,5 +189,24 @@ voteflow_kafka_produce_seconds_sum{outcome="acked"} 1.5
         assert!(between(std::slice::from_ref(&stage), &before, &after).is_empty(), "nothing observed");
         let after = Snapshot(vec![Some(vec![(0.001, 1)])]);
         assert!(between(&[stage], &before, &after).is_empty(), "another bucket layout");
+    }
+
+    #[test]
+    fn librdkafkas_parts_are_read_in_order_and_a_silent_part_is_left_out() {
+        let text = r#"# TYPE voteflow_kafka_client_latency_seconds gauge
+voteflow_kafka_client_latency_seconds{quantile="0.5",stage="round_trip"} 0.0015
+voteflow_kafka_client_latency_seconds{quantile="0.99",stage="round_trip"} 0.02
+voteflow_kafka_client_latency_seconds{quantile="0.5",stage="queue"} 0.002
+voteflow_kafka_client_latency_seconds{quantile="0.99",stage="queue"} 0.0031
+voteflow_kafka_client_latency_seconds{quantile="0.5",stage="send_buffer"} 0
+voteflow_kafka_client_latency_seconds{quantile="0.99",stage="send_buffer"} 0
+"#;
+        let parts = kafka_client_parts(text);
+        let micros = |ms: f64| (ms * 1000.0).round() as u64;
+        let read: Vec<_> =
+            parts.iter().map(|part| (part.stage.as_str(), micros(part.p50_ms), micros(part.p99_ms))).collect();
+        assert_eq!(read, vec![("librdkafka queue", 2000, 3100), ("broker round trip", 1500, 20000)]);
+        assert!(parts.iter().all(|part| part.observations.is_none()));
+        assert!(kafka_client_parts("").is_empty());
     }
 }

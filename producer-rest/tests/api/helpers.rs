@@ -14,16 +14,20 @@ pub(crate) struct Options {
     /// Brokers rest-server produces to (a dead address simulates Kafka being down).
     pub(crate) server_brokers: Option<String>,
     pub(crate) delivery_timeout_ms: u64,
+    /// How often rest-server's librdkafka reports its latencies (its default: 5 s).
+    pub(crate) statistics_interval_ms: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { server_brokers: None, delivery_timeout_ms: 2000 }
+        Self { server_brokers: None, delivery_timeout_ms: 2000, statistics_interval_ms: 5000 }
     }
 }
 
 pub(crate) struct TestPipeline {
     pub(crate) front_url: String,
+    /// rest-server itself (its `/metrics` among others).
+    pub(crate) server_url: String,
     pub(crate) http: reqwest::Client,
     pub(crate) consumer: IsolatedConsumer,
     shutdown: CancellationToken,
@@ -51,6 +55,7 @@ impl TestPipeline {
             &format!("--kafka-brokers={server_brokers}"),
             &format!("--kafka-topic={topic}"),
             &format!("--delivery-timeout-ms={}", options.delivery_timeout_ms),
+            &format!("--statistics-interval-ms={}", options.statistics_interval_ms),
         ])
         .unwrap();
         let rest_server =
@@ -64,11 +69,18 @@ impl TestPipeline {
         .unwrap();
         let front =
             client::launch(&client_settings, prometheus::Registry::new(), shutdown.clone()).await.expect("rest-client");
+        let server_url = format!("http://{}", rest_server.addr);
         tokio::spawn(async move {
             let _ = rest_server.stopped().await;
         });
         let consumer = IsolatedConsumer::start(&topic, &format!("test_{}", unique_id())).await;
-        Self { front_url: format!("http://{}", front.addr), http: reqwest::Client::new(), consumer, shutdown }
+        Self {
+            front_url: format!("http://{}", front.addr),
+            server_url,
+            http: reqwest::Client::new(),
+            consumer,
+            shutdown,
+        }
     }
 
     pub(crate) async fn post_vote(&self, vote: &serde_json::Value) -> reqwest::Response {

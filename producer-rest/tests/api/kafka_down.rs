@@ -15,6 +15,7 @@ async fn rest_client_answers_503_with_retry_after_when_kafka_is_down() {
     let pipeline = TestPipeline::spawn_with(Options {
         server_brokers: Some(dead_brokers),
         delivery_timeout_ms: bound.as_millis() as u64,
+        ..Options::default()
     })
     .await;
 

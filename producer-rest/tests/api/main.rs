@@ -6,5 +6,6 @@ mod bad_input;
 mod batch;
 mod end_to_end;
 mod helpers;
+mod kafka_client_latency;
 mod kafka_down;
 mod next_hop_down;
