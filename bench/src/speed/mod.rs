@@ -308,13 +308,20 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
             redis::Client::open(config.endpoints.redis_url.as_str())?.get_multiplexed_async_connection().await?;
         let watcher = tokio::spawn(freshness.clone().watch(redis, format!("{prefix}votes:album"), stop.clone()));
         let stages_before = stages::snapshot(&http, &stages).await;
+        let kafka_client_stop = tokio_util::sync::CancellationToken::new();
+        let kafka_client = stages::sample_kafka_client(
+            http.clone(),
+            format!("http://{producer_server}/metrics"),
+            kafka_client_stop.clone(),
+        );
         let meter = Meter::start(&watch(&services));
         let open = Plan { pace: Pace::Open { rate }, ..plan(label, connections, 1) };
         let figures = generator::run(&open, requesters, next_index.clone(), ledger.clone()).await;
         let usage = meter.finish();
         let mut stages = stages::between(&stages, &stages_before, &stages::snapshot(&http, &stages).await);
         // And the acknowledgement split into librdkafka's parts, as the producer reports them.
-        stages.extend(stages::kafka_client(&http, &format!("http://{producer_server}/metrics")).await);
+        kafka_client_stop.cancel();
+        stages.extend(kafka_client.await?);
         stop.cancel();
         watcher.await?;
         report.add(
@@ -519,6 +526,7 @@ impl Services {
         let base = vec![
             ("KAFKA_BROKERS", config.endpoints.kafka_brokers.clone()),
             ("KAFKA_TOPIC", topic.to_owned()),
+            ("KAFKA_STATISTICS_INTERVAL_MS", stages::KAFKA_CLIENT_WINDOW.as_millis().to_string()),
             ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
         ];
         let mut consumer_env = base.clone();

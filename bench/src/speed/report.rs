@@ -241,7 +241,7 @@ impl Report {
             for stage in &scenario.stages {
                 let source = match stage.observations {
                     Some(observations) => format!("over {observations} (its own histogram)"),
-                    None => "(librdkafka's last statistics window)".to_owned(),
+                    None => "(librdkafka's windows: median p50, worst p99)".to_owned(),
                 };
                 println!(
                     "{:<14} stage {:<22} p50 {:.2} ms, p99 {:.2} ms {source}",

@@ -3,7 +3,11 @@
 //! acknowledgement), read before and after the scenario and diffed, so the generator's
 //! p99 can be set beside the p99 of every stage it waited on.
 
+use std::time::Duration;
+
 use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// One stage of a path and the histogram series that times it.
 #[derive(Debug, Clone)]
@@ -38,15 +42,54 @@ pub struct StageLatency {
 const KAFKA_CLIENT_PARTS: [(&str, &str); 3] =
     [("queue", "librdkafka queue"), ("send_buffer", "librdkafka send buffer"), ("round_trip", "broker round trip")];
 
-/// The split of Kafka's acknowledgement librdkafka reports: its rolling windows over the
-/// last statistics interval (5 s by default), so the end of a scenario, not all of it.
-/// Parts the server does not report (statistics off, or nothing sent) are left out.
-pub async fn kafka_client(http: &reqwest::Client, metrics_url: &str) -> Vec<StageLatency> {
-    let text = match http.get(metrics_url).send().await {
-        Ok(response) => response.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    kafka_client_parts(&text)
+/// How often the bench reads librdkafka's windows: the statistics interval it gives the
+/// producer servers (`KAFKA_STATISTICS_INTERVAL_MS`).
+pub const KAFKA_CLIENT_WINDOW: Duration = Duration::from_secs(1);
+
+/// Reads the split of Kafka's acknowledgement librdkafka reports on a producer server's
+/// `/metrics` once per window until `stop`, then sums the windows up: each part's median
+/// window p50 and its worst window p99 (librdkafka gives quantiles, not samples, so the
+/// windows cannot be merged exactly; the worst p99 bounds the scenario's from above).
+/// Parts the server never reported (statistics off, or nothing sent) are left out.
+pub fn sample_kafka_client(
+    http: reqwest::Client,
+    metrics_url: String,
+    stop: CancellationToken,
+) -> JoinHandle<Vec<StageLatency>> {
+    tokio::spawn(async move {
+        let mut windows: Vec<Vec<StageLatency>> = Vec::new();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(KAFKA_CLIENT_WINDOW) => {}
+            }
+            if let Ok(response) = http.get(&metrics_url).send().await
+                && let Ok(text) = response.text().await
+            {
+                windows.push(kafka_client_parts(&text));
+            }
+        }
+        summarise_windows(&windows)
+    })
+}
+
+fn summarise_windows(windows: &[Vec<StageLatency>]) -> Vec<StageLatency> {
+    KAFKA_CLIENT_PARTS
+        .iter()
+        .filter_map(|(_, name)| {
+            let seen: Vec<&StageLatency> = windows.iter().flatten().filter(|part| part.stage == *name).collect();
+            let mut p50s: Vec<f64> = seen.iter().map(|part| part.p50_ms).collect();
+            p50s.sort_by(f64::total_cmp);
+            let median = *p50s.get(p50s.len() / 2)?;
+            let worst = seen.iter().map(|part| part.p99_ms).fold(0.0, f64::max);
+            Some(StageLatency {
+                stage: format!("{name} (worst of {} windows)", seen.len()),
+                observations: None,
+                p50_ms: median,
+                p99_ms: worst,
+            })
+        })
+        .collect()
 }
 
 fn kafka_client_parts(text: &str) -> Vec<StageLatency> {
@@ -208,5 +251,18 @@ voteflow_kafka_client_latency_seconds{quantile="0.99",stage="send_buffer"} 0
         assert_eq!(read, vec![("librdkafka queue", 2000, 3100), ("broker round trip", 1500, 20000)]);
         assert!(parts.iter().all(|part| part.observations.is_none()));
         assert!(kafka_client_parts("").is_empty());
+    }
+
+    #[test]
+    fn windows_sum_up_to_the_median_p50_and_the_worst_p99() {
+        let window = |p50_ms, p99_ms| {
+            vec![StageLatency { stage: "broker round trip".to_owned(), observations: None, p50_ms, p99_ms }]
+        };
+        let windows = [window(0.5, 4.0), window(0.7, 31.0), window(0.6, 6.0), Vec::new()];
+        let summed = summarise_windows(&windows);
+        assert_eq!(summed.len(), 1, "{summed:?}");
+        assert_eq!(summed[0].stage, "broker round trip (worst of 3 windows)");
+        assert_eq!((summed[0].p50_ms, summed[0].p99_ms), (0.6, 31.0));
+        assert!(summarise_windows(&[]).is_empty());
     }
 }
