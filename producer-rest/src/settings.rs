@@ -17,6 +17,8 @@ use voteflow_runtime::settings::{LogSettings, PublisherSettings};
         {band|name|artist, album, year, rank|ranked, vote_id?, cast_at?}, validates it, forwards it to \
         rest-server over pooled keep-alive HTTP, and relays the answer: 202 {\"vote_id\"} once Kafka has it, \
         4xx naming the field at fault, 503 with Retry-After when the vote was not accepted. \
+        POST /votes/batch takes a JSON array of votes and answers 200 with one outcome per vote, in order \
+        (not atomic: each valid vote is accepted on its own). \
         Also serves GET /healthz, /readyz and /metrics. Every flag can be set by the env var shown."
 )]
 pub struct ClientSettings {
@@ -53,8 +55,9 @@ impl ClientSettings {
     long_about = "voteflow REST-path server. Accepts POST /votes with a JSON vote, validates it again, and \
         produces it to Kafka through one shared idempotent producer (acks=all). Answers 202 {\"vote_id\"} only \
         after Kafka acknowledged the vote; 503 with Retry-After when Kafka is down, the queue is full or no \
-        acknowledgement came within the delivery bound. Also serves GET /healthz, /readyz and /metrics. \
-        Every flag can be set by the env var shown."
+        acknowledgement came within the delivery bound. POST /votes/batch takes a JSON array and answers 200 \
+        with one outcome per vote, each valid vote produced and acknowledged on its own. \
+        Also serves GET /healthz, /readyz and /metrics. Every flag can be set by the env var shown."
 )]
 pub struct ServerSettings {
     /// Address to serve on.
