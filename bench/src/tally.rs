@@ -18,7 +18,7 @@ pub struct Sinks {
 
 impl Sinks {
     pub async fn connect(redis_url: &str, prefix: &str, mongodb_uri: &str, database: &str) -> anyhow::Result<Self> {
-        let redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+        let redis = voteflow_consumer::testing::checking_redis(redis_url).await?;
         let database = mongodb::Client::with_uri_str(mongodb_uri).await?.database(database);
         let votes = database.collection("votes");
         Ok(Self { redis, prefix: prefix.to_owned(), database, votes })

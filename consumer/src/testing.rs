@@ -39,6 +39,16 @@ pub fn mongodb_uri() -> String {
     env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/")
 }
 
+/// A Redis connection for checking what the pipeline wrote. It waits up to 5 s for an
+/// answer, as the consumer does: the client's default of 500 ms failed a test's plain
+/// GET while the machine's neighbours took most of its CPU.
+pub async fn checking_redis(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await
+}
+
 /// An address where nothing listens: a port bound and released at once.
 pub fn dead_address() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port")
@@ -124,7 +134,7 @@ impl IsolatedConsumer {
         let shutdown = CancellationToken::new();
         let running =
             crate::launch(settings, prometheus::Registry::new(), shutdown.clone()).await.expect("start the consumer");
-        let redis = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let redis = checking_redis(&redis_url).await.unwrap();
         let mongo = mongodb::Client::with_uri_str(&mongodb_uri).await.unwrap();
         Self {
             topic: topic.to_owned(),

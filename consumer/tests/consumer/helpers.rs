@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use voteflow_proto::record::PATH_HEADER;
 use voteflow_proto::{AcceptedRecord, Vote, VoteJson, VotePath};
 
-pub(crate) use voteflow_consumer::testing::{IsolatedConsumer, mongodb_uri, redis_url, unique_id};
+pub(crate) use voteflow_consumer::testing::{IsolatedConsumer, checking_redis, mongodb_uri, redis_url, unique_id};
 
 /// A topic with its DLQ, and a producer writing raw records to it.
 pub(crate) struct TestTopic {

@@ -10,7 +10,9 @@ use voteflow_consumer::sink::Consumed;
 use voteflow_consumer::sink::tally::Tally;
 use voteflow_consumer::sink::vote_log::VoteLog;
 
-use crate::helpers::{IsolatedConsumer, StallingProxy, TestTopic, accepted_vote, mongodb_uri, redis_url, unique_id};
+use crate::helpers::{
+    IsolatedConsumer, StallingProxy, TestTopic, accepted_vote, checking_redis, mongodb_uri, redis_url, unique_id,
+};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -54,7 +56,7 @@ async fn records_written_again_are_counted_and_logged_once() {
     assert_eq!((first, second, third), (12, 8, 0), "votes counted by each write");
     assert_eq!((again.redelivered, zombie.redelivered), (12, 20), "the log saw the same records again");
     assert!(again.retries.is_empty() && zombie.retries.is_empty(), "a redelivery is not a client retry");
-    let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut redis = checking_redis(&redis_url()).await.unwrap();
     let total: i64 = redis::cmd("GET").arg(format!("{prefix}total")).query_async(&mut redis).await.unwrap();
     let bands: std::collections::HashMap<String, i64> =
         redis::cmd("HGETALL").arg(format!("{prefix}votes:band")).query_async(&mut redis).await.unwrap();
@@ -239,7 +241,7 @@ impl Restored {
             first.keys.applied(&topic.name),
         ];
         first.stop().await;
-        let mut redis = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let mut redis = checking_redis(&redis_url()).await.unwrap();
         let mut snapshot = Vec::new();
         for key in &keys {
             let dumped: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut redis).await.unwrap();
