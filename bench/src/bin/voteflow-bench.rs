@@ -65,6 +65,11 @@ struct Args {
     /// Votes per batch request.
     #[arg(long, default_value_t = 100)]
     batch_size: u64,
+    /// How often the producer servers report librdkafka's latency windows, which the fresh
+    /// scenarios read once a second; 0 turns them off (scripts/callgrind does: one report
+    /// costs rest-server ~4 M instructions, a seventh of its count at callgrind's pace).
+    #[arg(long, default_value_t = 1000)]
+    kafka_statistics_ms: u64,
     /// Run only these scenarios (comma-separated; for profiling one of them).
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(speed::SCENARIOS))]
     only: Vec<String>,
@@ -94,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         prefill: args.prefill.unwrap_or(if quick { 20_000 } else { 1_000_000 }),
         sink_ceiling_votes: args.sink_ceiling_votes.unwrap_or(if quick { 20_000 } else { 200_000 }).max(1),
         batch_size: args.batch_size.clamp(1, 1000),
+        kafka_statistics: Duration::from_millis(args.kafka_statistics_ms),
         out: args.out.unwrap_or_else(|| {
             PathBuf::from(match (quick, args.only.is_empty()) {
                 (true, _) => "bench/results/quick.json",

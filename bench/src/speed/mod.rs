@@ -46,6 +46,8 @@ pub struct BenchConfig {
     /// Votes written by each raw sink ceiling (and at least by the produce ceiling).
     pub sink_ceiling_votes: u64,
     pub batch_size: u64,
+    /// The producer servers' librdkafka statistics interval (zero: off).
+    pub kafka_statistics: Duration,
     pub out: PathBuf,
     /// Run only these scenarios (labels as in the report); all when empty. The consumer
     /// still runs (unmeasured) so the final check can count the accepted votes.
@@ -312,6 +314,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let kafka_client = stages::sample_kafka_client(
             http.clone(),
             format!("http://{producer_server}/metrics"),
+            config.kafka_statistics,
             kafka_client_stop.clone(),
         );
         let meter = Meter::start(&watch(&services));
@@ -526,7 +529,7 @@ impl Services {
         let base = vec![
             ("KAFKA_BROKERS", config.endpoints.kafka_brokers.clone()),
             ("KAFKA_TOPIC", topic.to_owned()),
-            ("KAFKA_STATISTICS_INTERVAL_MS", stages::KAFKA_CLIENT_WINDOW.as_millis().to_string()),
+            ("KAFKA_STATISTICS_INTERVAL_MS", config.kafka_statistics.as_millis().to_string()),
             ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
         ];
         let mut consumer_env = base.clone();

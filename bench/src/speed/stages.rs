@@ -42,26 +42,26 @@ pub struct StageLatency {
 const KAFKA_CLIENT_PARTS: [(&str, &str); 3] =
     [("queue", "librdkafka queue"), ("send_buffer", "librdkafka send buffer"), ("round_trip", "broker round trip")];
 
-/// How often the bench reads librdkafka's windows: the statistics interval it gives the
-/// producer servers (`KAFKA_STATISTICS_INTERVAL_MS`).
-pub const KAFKA_CLIENT_WINDOW: Duration = Duration::from_secs(1);
-
 /// Reads the split of Kafka's acknowledgement librdkafka reports on a producer server's
-/// `/metrics` once per window until `stop`, then sums the windows up: each part's median
+/// `/metrics` once per `window` (its statistics interval) until `stop`, then sums the windows up: each part's median
 /// window p50 and its worst window p99 (librdkafka gives quantiles, not samples, so the
 /// windows cannot be merged exactly; the worst p99 bounds the scenario's from above).
 /// Parts the server never reported (statistics off, or nothing sent) are left out.
 pub fn sample_kafka_client(
     http: reqwest::Client,
     metrics_url: String,
+    window: Duration,
     stop: CancellationToken,
 ) -> JoinHandle<Vec<StageLatency>> {
     tokio::spawn(async move {
         let mut windows: Vec<Vec<StageLatency>> = Vec::new();
+        if window.is_zero() {
+            return Vec::new(); // statistics off: nothing to read
+        }
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep(KAFKA_CLIENT_WINDOW) => {}
+                () = tokio::time::sleep(window) => {}
             }
             if let Ok(response) = http.get(&metrics_url).send().await
                 && let Ok(text) = response.text().await
