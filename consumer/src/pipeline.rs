@@ -392,11 +392,11 @@ async fn start_at_applied(consumer: &GroupConsumer, sinks: &Sinks, seen: &mut u6
         }
     };
     let Some(applied) = retry.until_ok(REDIS, read_applied).await else {
-        return assigned.into_iter().collect();
+        return assigned;
     };
     let mut moved = BTreeSet::new();
     let mut from_beginning = Vec::new();
-    for partition in assigned {
+    for &partition in &assigned {
         let start = match applied.get(&partition) {
             Some(last) => Offset::Offset(last + 1),
             None => {
@@ -404,11 +404,24 @@ async fn start_at_applied(consumer: &GroupConsumer, sinks: &Sinks, seen: &mut u6
                 Offset::Beginning
             }
         };
-        match consumer.seek(&sinks.topic, partition, start, Duration::from_secs(2)) {
-            Ok(()) => {
+        // A seek that fails (it timed out on a machine short of CPU) is retried: going on
+        // from the committed offset instead skipped the records a restored Redis no longer
+        // counted. A partition revoked meanwhile needs no start.
+        let seek = || async {
+            let still_assigned = consumer
+                .assignment()
+                .map_or(true, |assignment| assignment.find_partition(&sinks.topic, partition).is_some());
+            if !still_assigned {
+                return Ok(false);
+            }
+            consumer.seek(&sinks.topic, partition, start, Duration::from_secs(2)).map(|()| true)
+        };
+        match retry.until_ok(KAFKA, seek).await {
+            Some(true) => {
                 moved.insert(partition);
             }
-            Err(error) => tracing::warn!(%error, partition, "cannot seek; starting at the committed offset"),
+            Some(false) => tracing::info!(partition, "revoked before its start was set"),
+            None => return assigned,
         }
     }
     if !moved.is_empty() {
