@@ -71,7 +71,7 @@ def render(results):
                 f"{fresh['poll_interval_ms']} ms); never seen: {fresh['never_seen']}."
             )
     stage_rows = [
-        f"| {label} | {stage['stage']} | {stage['observations'] if stage['observations'] is not None else '1 s windows'} "
+        f"| {label} | {stage['stage']} | {stage['observations'] if stage['observations'] is not None else 'windows'} "
         f"| {stage['p50_ms']:.2f} | {stage['p99_ms']:.2f} |"
         for label in ("fresh-rest", "fresh-grpc")
         for stage in results["scenarios"].get(label, {}).get("stages", [])
@@ -85,8 +85,9 @@ def render(results):
             + (
                 " The rows after Kafka's acknowledgement split it as librdkafka reports it (time queued "
                 "in the client, linger included; waiting in the send buffer; the broker's round trip), "
-                "read once a second from its 1 s statistics windows: the median window's p50 and the "
-                "worst window's p99, which bounds the scenario's p99 from above."
+                "read from its statistics windows (every second in a bench run, `--kafka-statistics-ms`): "
+                "the median window's p50 and the worst window's p99, which bounds the scenario's p99 "
+                "from above."
                 if any(stage["observations"] is None for label in ("fresh-rest", "fresh-grpc")
                        for stage in results["scenarios"].get(label, {}).get("stages", []))
                 else ""

@@ -115,7 +115,6 @@ impl PublisherMetrics {
 /// and the broker's round trip (of every request: under load nearly all are produce
 /// requests, at idle the readiness check's metadata requests). Each is librdkafka's
 /// rolling window over the last interval, the worst broker's when there are several.
-#[derive(Clone)]
 struct ClientLatencyMetrics {
     /// `[stage][quantile]`, in the order of [`CLIENT_STAGES`] and [`CLIENT_QUANTILES`].
     gauges: [[Gauge; 2]; 3],

@@ -66,8 +66,8 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     batch_size: u64,
     /// How often the producer servers report librdkafka's latency windows, which the fresh
-    /// scenarios read once a second; 0 turns them off (scripts/callgrind does: one report
-    /// costs rest-server ~4 M instructions, a seventh of its count at callgrind's pace).
+    /// scenarios read at the same pace; 0 turns them off (scripts/callgrind does: one report
+    /// costs rest-server ~5 M instructions, a seventh of its count at callgrind's pace).
     #[arg(long, default_value_t = 1000)]
     kafka_statistics_ms: u64,
     /// Run only these scenarios (comma-separated; for profiling one of them).

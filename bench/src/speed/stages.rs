@@ -43,10 +43,11 @@ const KAFKA_CLIENT_PARTS: [(&str, &str); 3] =
     [("queue", "librdkafka queue"), ("send_buffer", "librdkafka send buffer"), ("round_trip", "broker round trip")];
 
 /// Reads the split of Kafka's acknowledgement librdkafka reports on a producer server's
-/// `/metrics` once per `window` (its statistics interval) until `stop`, then sums the windows up: each part's median
-/// window p50 and its worst window p99 (librdkafka gives quantiles, not samples, so the
-/// windows cannot be merged exactly; the worst p99 bounds the scenario's from above).
-/// Parts the server never reported (statistics off, or nothing sent) are left out.
+/// `/metrics` once per `window` (its statistics interval) until `stop`, then sums the
+/// windows up: each part's median window p50 and its worst window p99 (librdkafka gives
+/// quantiles, not samples, so the windows cannot be merged exactly; the worst p99 bounds
+/// the scenario's from above). Parts the server never reported (statistics off, or
+/// nothing sent) are left out.
 pub fn sample_kafka_client(
     http: reqwest::Client,
     metrics_url: String,
@@ -54,10 +55,10 @@ pub fn sample_kafka_client(
     stop: CancellationToken,
 ) -> JoinHandle<Vec<StageLatency>> {
     tokio::spawn(async move {
-        let mut windows: Vec<Vec<StageLatency>> = Vec::new();
         if window.is_zero() {
             return Vec::new(); // statistics off: nothing to read
         }
+        let mut windows: Vec<Vec<StageLatency>> = Vec::new();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
