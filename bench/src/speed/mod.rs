@@ -298,9 +298,9 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
             }
         });
         // Each open-loop connection sends on its own fixed schedule, so one slow answer
-        // holds back that connection's next due votes: with the closed loop's 32
-        // connections at 2 100 votes/s (15 ms per slot), a 46 ms p99 at the front became
-        // a 320 ms p99 in the generator. Four times as many leave each slot 60 ms.
+        // holds back that connection's next due votes: with as many connections as the
+        // closed loop (then 32) at 2 100 votes/s (15 ms per slot), a 46 ms p99 at the front
+        // became a 320 ms p99 in the generator. Four times as many leave each slot 4x longer.
         let connections = connections * OPEN_LOOP_CONNECTIONS_PER_CLOSED;
         let requesters: Vec<HttpJson> = (0..connections)
             .map(|_| HttpJson::new(&url, body.clone(), false).map(|requester| requester.on_accepted(hook.clone())))
