@@ -39,13 +39,14 @@ pub fn mongodb_uri() -> String {
     env_or("MONGODB_URI", "mongodb://127.0.0.1:27017/")
 }
 
-/// A Redis connection for checking what the pipeline wrote. It waits up to 5 s for an
-/// answer, as the consumer does: the client's default of 500 ms failed a test's plain
-/// GET while the machine's neighbours took most of its CPU.
+/// A Redis connection for checking what the pipeline wrote. It waits for an answer as
+/// long as the consumer does: the client's default of 500 ms failed a test's plain GET
+/// while the machine's neighbours took most of its CPU.
 pub async fn checking_redis(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    use crate::sink::tally::{REDIS_CONNECTION_TIMEOUT, REDIS_RESPONSE_TIMEOUT};
     let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
+        .set_connection_timeout(Some(REDIS_CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
     redis::Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await
 }
 

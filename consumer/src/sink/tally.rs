@@ -90,6 +90,11 @@ end
 return counts
 ";
 
+/// How long the consumer waits for a Redis connection, and for an answer, before it
+/// counts the attempt as failed (the test harness's reads use the same).
+pub const REDIS_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Tally {
     connection: ConnectionManager,
@@ -102,8 +107,8 @@ impl Tally {
     pub async fn connect(url: &str, key_prefix: &str) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(REDIS_CONNECTION_TIMEOUT))
+            .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
         let connection = ConnectionManager::new_with_config(client, config).await?;
