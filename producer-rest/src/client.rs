@@ -73,7 +73,11 @@ impl RestHop {
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Answer, ApiError> {
         let unavailable = |why: String| ApiError::NextHopUnavailable(format!("rest-server: {why}"));
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|error| unavailable(describe(&error)))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|error| unavailable(with_causes(anyhow::Error::new(error))))?;
             let status = response.status();
             let retry_after =
                 response.headers().get(RETRY_AFTER).and_then(|value| value.to_str().ok()).map(str::to_owned);
@@ -84,7 +88,9 @@ impl RestHop {
                         "rest-server answered {status} with a body over {MAX_UPSTREAM_BODY} bytes"
                     )));
                 }
-                Err(error) => return Err(unavailable(format!("reading the answer: {}", describe(&*error)))),
+                Err(error) => {
+                    return Err(unavailable(format!("reading the answer: {}", with_causes(anyhow::anyhow!(error)))));
+                }
             };
             Ok(Answer { status, retry_after, body: String::from_utf8_lossy(&body).into_owned() })
         };
@@ -141,17 +147,10 @@ struct Answer {
     body: String,
 }
 
-/// The client error with its causes: hyper-util's own text ("client error (Connect)")
-/// does not say what failed.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// An error with its causes, "a: b: c" (anyhow's alternate form): hyper-util's own text
+/// ("client error (Connect)") does not say what failed.
+fn with_causes(error: anyhow::Error) -> String {
+    format!("{error:#}")
 }
 
 impl NextHop for RestHop {
