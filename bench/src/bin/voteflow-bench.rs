@@ -72,6 +72,11 @@ struct Args {
     /// costs rest-server ~5 M instructions, a seventh of its count at callgrind's pace).
     #[arg(long, default_value_t = 1000)]
     kafka_statistics_ms: u64,
+    /// Votes/s the fresh-* open loops offer, instead of 50 % of the run's measured rest and
+    /// grpc maxima: for A/B runs at one rate (the maxima move with the machine's noise).
+    /// Only with --only, so a full run always measures the targets at 50 %.
+    #[arg(long, requires = "only", value_parser = clap::value_parser!(u32).range(1..))]
+    open_loop_rate: Option<u32>,
     /// Run only these scenarios (comma-separated; for profiling one of them).
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(speed::SCENARIOS))]
     only: Vec<String>,
@@ -102,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         sink_ceiling_votes: args.sink_ceiling_votes.unwrap_or(if quick { 20_000 } else { 200_000 }).max(1),
         batch_size: args.batch_size.clamp(1, 1000),
         kafka_statistics: Duration::from_millis(args.kafka_statistics_ms),
+        open_loop_rate: args.open_loop_rate.map(f64::from),
         out: args.out.unwrap_or_else(|| {
             PathBuf::from(match (quick, args.only.is_empty()) {
                 (true, _) => "bench/results/quick.json",

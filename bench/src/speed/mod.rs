@@ -48,6 +48,8 @@ pub struct BenchConfig {
     pub batch_size: u64,
     /// The producer servers' librdkafka statistics interval (zero: off).
     pub kafka_statistics: Duration,
+    /// Votes/s of the fresh-* open loops; `None`: half of the path's maximum in this run.
+    pub open_loop_rate: Option<f64>,
     pub out: PathBuf,
     /// Run only these scenarios (labels as in the report); all when empty. The consumer
     /// still runs (unmeasured) so the final check can count the accepted votes.
@@ -287,7 +289,13 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     {
         // Without this run's maximum (an --only run), a nominal one.
         let max = Some(report.votes_per_s(max_label)).filter(|max| *max > 0.0).unwrap_or(2000.0);
-        let rate = (max / 2.0).max(10.0);
+        let rate = config.open_loop_rate.unwrap_or((max / 2.0).max(10.0));
+        let what = match config.open_loop_rate {
+            Some(rate) => {
+                format!("open loop at a fixed {rate:.0} votes/s (--open-loop-rate); accepted -> visible in Redis")
+            }
+            None => format!("open loop at 50 % of {max_label}'s {max:.0} votes/s; accepted -> visible in Redis"),
+        };
         let freshness = Arc::new(Freshness::default());
         let body = freshness_body(freshness_run.clone());
         let hook_freshness = freshness.clone();
@@ -327,16 +335,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         stages.extend(kafka_client.await?);
         stop.cancel();
         watcher.await?;
-        report.add(
-            label,
-            Scenario::run(
-                &format!("open loop at 50 % of {max_label}'s {max:.0} votes/s; accepted -> visible in Redis"),
-                figures,
-                usage,
-            )
-            .with_freshness(freshness.figures())
-            .with_stages(stages),
-        );
+        report.add(label, Scenario::run(&what, figures, usage).with_freshness(freshness.figures()).with_stages(stages));
     }
 
     // The check: every vote a server accepted is counted in Redis and logged in MongoDB.
