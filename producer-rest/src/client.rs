@@ -73,11 +73,8 @@ impl RestHop {
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Answer, ApiError> {
         let unavailable = |why: String| ApiError::NextHopUnavailable(format!("rest-server: {why}"));
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|error| unavailable(with_causes(anyhow::Error::new(error))))?;
+            let response =
+                self.http.request(request).await.map_err(|error| unavailable(with_causes(anyhow::anyhow!(error))))?;
             let status = response.status();
             let retry_after =
                 response.headers().get(RETRY_AFTER).and_then(|value| value.to_str().ok()).map(str::to_owned);

@@ -289,13 +289,11 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     {
         // Without this run's maximum (an --only run), a nominal one.
         let max = Some(report.votes_per_s(max_label)).filter(|max| *max > 0.0).unwrap_or(2000.0);
-        let rate = config.open_loop_rate.unwrap_or((max / 2.0).max(10.0));
-        let what = match config.open_loop_rate {
-            Some(rate) => {
-                format!("open loop at a fixed {rate:.0} votes/s (--open-loop-rate); accepted -> visible in Redis")
-            }
-            None => format!("open loop at 50 % of {max_label}'s {max:.0} votes/s; accepted -> visible in Redis"),
+        let (rate, what) = match config.open_loop_rate {
+            Some(rate) => (rate, format!("open loop at a fixed {rate:.0} votes/s (--open-loop-rate)")),
+            None => ((max / 2.0).max(10.0), format!("open loop at 50 % of {max_label}'s {max:.0} votes/s")),
         };
+        let what = format!("{what}; accepted -> visible in Redis");
         let freshness = Arc::new(Freshness::default());
         let body = freshness_body(freshness_run.clone());
         let hook_freshness = freshness.clone();
