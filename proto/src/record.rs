@@ -65,11 +65,6 @@ pub struct AcceptedRecord {
 }
 
 impl AcceptedRecord {
-    /// The Kafka message key: the vote_id, so one vote always lands on one partition.
-    pub fn key(&self) -> String {
-        self.vote.vote_id().to_string()
-    }
-
     /// The Kafka payload.
     pub fn encode_payload(&self) -> Vec<u8> {
         pb::AcceptedVote {

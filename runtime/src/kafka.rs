@@ -231,12 +231,17 @@ impl Publisher {
     }
 
     async fn send(&self, record: &AcceptedRecord) -> Result<Acked, PublishError> {
-        let key = record.key();
         let payload = record.encode_payload();
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header { key: PATH_HEADER, value: Some(record.path.as_str()) })
             .insert(Header { key: CONTENT_TYPE_HEADER, value: Some(CONTENT_TYPE) });
-        let kafka_record = FutureRecord::to(&self.topic).key(&key).payload(&payload).headers(headers);
+        // No key: librdkafka then sends every vote of a 10 ms window (its default
+        // sticky.partitioning.linger.ms) to one partition, so one produce request carries
+        // them all. Keyed by vote_id they spread over every partition, and librdkafka sends
+        // one partition per request: the broker spent 3-4x the CPU per vote (see the
+        // README). Nothing needs a vote's copies in one partition: the vote log tells a
+        // client's retry from a redelivery by the first copy's partition and offset.
+        let kafka_record = FutureRecord::<(), _>::to(&self.topic).payload(&payload).headers(headers);
         let delivery = match self.producer.send_result(kafka_record) {
             Ok(delivery) => delivery,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

@@ -6,7 +6,9 @@
 //! also the consumer's memory of which Kafka record a vote_id came from first (the
 //! document's `kafka_partition`/`kafka_offset`), so the tally can tell a redelivered
 //! record (same position: count it unless Redis already has) from a client's retry of
-//! the same vote_id (another position: never count it).
+//! the same vote_id (another position: never count it). The producers write votes
+//! without a key, so a retry may sit in another partition and be read first: then the
+//! retry is the copy stored and counted (with its own path and accepted_at), once.
 
 use std::collections::HashMap;
 

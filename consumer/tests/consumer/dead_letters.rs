@@ -40,9 +40,9 @@ async fn undecodable_records_go_to_the_dlq_and_the_consumer_keeps_going() {
     let consumer = IsolatedConsumer::start(&topic.name, &format!("test_{}", unique_id())).await;
 
     // Act: garbage, a good vote on a path nobody has, then a valid vote.
-    topic.send("junk", b"\xff\x00not protobuf", Some("rest")).await;
+    topic.send(Some("junk"), b"\xff\x00not protobuf", Some("rest")).await;
     let valid = topic.send_vote("Portishead").await;
-    topic.send(&valid.key(), &valid.encode_payload(), Some("carrier-pigeon")).await;
+    topic.send(None, &valid.encode_payload(), Some("carrier-pigeon")).await;
     topic.send_vote("Massive Attack").await;
 
     // Assert

@@ -97,17 +97,16 @@ async fn a_new_group_over_the_same_sinks_counts_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vote_id_sent_again_by_a_client_is_counted_and_logged_once() {
     // Arrange: 10 votes, 4 of them retried by their client (same vote_id, a new Kafka
-    // record accepted later), one retried twice.
+    // record accepted later), one retried twice; all in one partition, so each retry is
+    // read after its first copy.
     let topic = TestTopic::create().await;
     let database = format!("test_{}", unique_id());
     let mut sent: Vec<AcceptedRecord> = Vec::new();
     for i in 0..10 {
-        sent.push(topic.send_vote(&format!("Band {}", i % 2)).await);
+        sent.push(topic.send_vote_to(0, &format!("Band {}", i % 2)).await);
     }
     for original in [&sent[0], &sent[3], &sent[3], &sent[7], &sent[9]] {
-        let retry =
-            AcceptedRecord { vote: original.vote.clone(), accepted_at: chrono::Utc::now(), path: VotePath::Grpc };
-        topic.send(&retry.key(), &retry.encode_payload(), Some("grpc")).await;
+        topic.send_to(Some(0), None, &retry_of(original).encode_payload(), Some("grpc")).await;
     }
 
     // Act
@@ -120,6 +119,45 @@ async fn a_vote_id_sent_again_by_a_client_is_counted_and_logged_once() {
     assert_eq!(consumer.band_counts().await, [("Band 0".to_owned(), 5), ("Band 1".to_owned(), 5)].into());
     assert_eq!(consumer.path_counts().await, [("rest".to_owned(), 10)].into(), "the first acceptance counts");
     assert_eq!(consumer.metric("voteflow_consumer_duplicates_total{kind=\"retry\"}").await, 5.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vote_id_sent_again_into_another_partition_is_counted_once_whichever_copy_is_read_first() {
+    // Arrange: the producers write votes without a key, so a client's retry can land in
+    // another partition than its first copy and be read after it or before it.
+    let topic = TestTopic::create().await;
+    let consumer = IsolatedConsumer::start(&topic.name, &format!("test_{}", unique_id())).await;
+    let mut originals: Vec<AcceptedRecord> = Vec::new();
+    for i in 0..6 {
+        originals.push(topic.send_vote_to(0, &format!("Band {}", i % 2)).await);
+    }
+    assert_eq!(consumer.wait_for_committed(6, WITHIN).await, 6);
+
+    // Act: the six retried into partitions 1 and 2, read after their first copies; then a
+    // new vote whose retry (gRPC) is read before the first copy (REST) in partition 1.
+    for (i, original) in originals.iter().enumerate() {
+        let partition = 1 + i32::try_from(i % 2).unwrap();
+        topic.send_to(Some(partition), None, &retry_of(original).encode_payload(), Some("grpc")).await;
+    }
+    assert_eq!(consumer.wait_for_committed(12, WITHIN).await, 12);
+    let late_first_copy = accepted_vote("Band 0");
+    topic.send_to(Some(2), None, &retry_of(&late_first_copy).encode_payload(), Some("grpc")).await;
+    assert_eq!(consumer.wait_for_committed(13, WITHIN).await, 13);
+    topic.send_to(Some(1), None, &late_first_copy.encode_payload(), Some("rest")).await;
+
+    // Assert: seven votes, each counted and logged once; of the last one, the copy the log
+    // stored first (the retry) is the one counted.
+    assert_eq!(consumer.wait_for_committed(14, WITHIN).await, 14, "every record was read");
+    assert_eq!((consumer.total().await, consumer.logged().await), (7, 7));
+    assert_eq!(consumer.band_counts().await, [("Band 0".to_owned(), 4), ("Band 1".to_owned(), 3)].into());
+    assert_eq!(consumer.path_counts().await, [("rest".to_owned(), 6), ("grpc".to_owned(), 1)].into());
+    assert_eq!(consumer.metric("voteflow_consumer_duplicates_total{kind=\"retry\"}").await, 7.0);
+    assert_eq!(consumer.metric("voteflow_consumer_duplicates_total{kind=\"redelivered\"}").await, 0.0);
+}
+
+/// A client's re-send of `original`: the same vote (vote_id), accepted again, over gRPC.
+fn retry_of(original: &AcceptedRecord) -> AcceptedRecord {
+    AcceptedRecord { vote: original.vote.clone(), accepted_at: chrono::Utc::now(), path: VotePath::Grpc }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
