@@ -41,7 +41,7 @@ use voteflow_runtime::admin;
 use voteflow_runtime::health::Readiness;
 
 use crate::dead_letters::DeadLetters;
-use crate::events::ConsumerMetrics;
+use crate::events::{ConsumerMetrics, STAGE_FILL, STAGE_MONGO, STAGE_REDIS, STAGE_WAIT};
 use crate::settings::ConsumerSettings;
 use crate::sink::Consumed;
 use crate::sink::tally::Tally;
@@ -209,6 +209,11 @@ async fn run(
         // Holding a fetch up to 25 ms for 64 KiB cut that to ~0.1 ms (see the README).
         .set("fetch.min.bytes", "65536")
         .set("fetch.wait.max.ms", "25")
+        // With a backlog the prefetch queue passes the bounds above, and librdkafka then
+        // postpones each partition's next fetch by this long (default 1 000 ms): the
+        // queue ran dry ~40 times per 1M votes drained, for 0.1-1 s each, and the drain
+        // fell from ~24 500 to ~20 000 votes/s (see the README, "Fetch backoff").
+        .set("fetch.queue.backoff.ms", "10")
         .create_with_context(GroupContext::new(metrics.lag.clone()))
         .context("Failed to create the Kafka consumer")?;
     consumer.subscribe(&[&settings.kafka.topic]).context("Failed to subscribe")?;
@@ -294,6 +299,7 @@ async fn collect(
 ) -> anyhow::Result<Option<Batch>> {
     let in_hand = &sinks.metrics.records_in_hand;
     let mut errors_logged_at: Option<Instant> = None;
+    let waiting = Instant::now();
     let first = loop {
         tokio::select! {
             biased;
@@ -333,6 +339,8 @@ async fn collect(
     batch.records.push(receive(&first));
     in_hand.set(1);
     drop(first);
+    sinks.metrics.stage_seconds.with_label_values(&[STAGE_WAIT]).observe(waiting.elapsed().as_secs_f64());
+    let filling = Instant::now();
     let deadline = tokio::time::Instant::now() + settings.batch_max_wait();
     while batch.records.len() < settings.batch_max_votes {
         tokio::select! {
@@ -357,6 +365,7 @@ async fn collect(
             },
         }
     }
+    sinks.metrics.stage_seconds.with_label_values(&[STAGE_FILL]).observe(filling.elapsed().as_secs_f64());
     // A revocation during the last poll (which returned no record) counts too.
     batch.note_revocations(consumer, &mut revocations_seen);
     in_hand.set(batch.records.len() as i64);
@@ -557,19 +566,23 @@ impl Sinks {
             }
             self.metrics.dead_letters.with_label_values(&[kind]).inc();
         }
+        let mongo_started = Instant::now();
         let Some(logged) = retry.until_ok(MONGO, || self.log.insert(&votes)).await else {
             return false;
         };
+        self.metrics.stage_seconds.with_label_values(&[STAGE_MONGO]).observe(mongo_started.elapsed().as_secs_f64());
         let countable: Vec<&Consumed> = votes
             .iter()
             .enumerate()
             .filter(|(index, _)| logged.retries.binary_search(index).is_err())
             .map(|(_, consumed)| consumed)
             .collect();
+        let redis_started = Instant::now();
         let Some(counted) = retry.until_ok(REDIS, || self.tally.apply(&self.topic, &last_offsets, &countable)).await
         else {
             return false;
         };
+        self.metrics.stage_seconds.with_label_values(&[STAGE_REDIS]).observe(redis_started.elapsed().as_secs_f64());
         let counted_votes: u64 = counted.iter().map(|(_, votes)| votes).sum();
         for (path, votes) in &counted {
             self.metrics.votes.with_label_values(&[path.as_str()]).inc_by(*votes);

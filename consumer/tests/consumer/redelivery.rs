@@ -153,6 +153,13 @@ async fn a_vote_id_sent_again_into_another_partition_is_counted_once_whichever_c
     assert_eq!(consumer.path_counts().await, [("rest".to_owned(), 6), ("grpc".to_owned(), 1)].into());
     assert_eq!(consumer.metric("voteflow_consumer_duplicates_total{kind=\"retry\"}").await, 7.0);
     assert_eq!(consumer.metric("voteflow_consumer_duplicates_total{kind=\"redelivered\"}").await, 0.0);
+    // Each batch (at least one per wait above) went through every stage once.
+    let batches = consumer.metric("voteflow_consumer_batches_total").await;
+    assert!(batches >= 4.0, "{batches} batches");
+    for stage in ["wait", "fill", "mongo", "redis"] {
+        let series = format!("voteflow_consumer_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert_eq!(consumer.metric(&series).await, batches, "{series}");
+    }
 }
 
 /// A client's re-send of `original`: the same vote (vote_id), accepted again, over gRPC.
