@@ -31,9 +31,9 @@ pub struct ClientSettings {
     /// Longest wait for rest-server's answer, in ms; keep it above rest-server's Kafka delivery bound.
     #[arg(long, env = "UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
     pub upstream_timeout_ms: u64,
-    /// Idle keep-alive connections kept open to rest-server; keep it at or above the votes
-    /// in flight through this front, or connections beyond it are closed and reopened.
-    #[arg(long, env = "UPSTREAM_POOL_SIZE", default_value_t = 256)]
+    /// Exchanges with rest-server at once, and keep-alive connections kept open to it;
+    /// requests beyond it wait (within the upstream timeout) for one to finish.
+    #[arg(long, env = "UPSTREAM_POOL_SIZE", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub upstream_pool_size: usize,
     #[command(flatten)]
     pub http: HttpSettings,

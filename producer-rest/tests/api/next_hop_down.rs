@@ -1,7 +1,10 @@
 //! rest-client with rest-server unreachable, silent or answering without end: a bounded
-//! 503 with Retry-After (or a 502 for the endless answer), and /readyz 503.
+//! 503 with Retry-After (or a 502 for the endless answer), and /readyz 503; with a slow
+//! rest-server, never more exchanges at once than `UPSTREAM_POOL_SIZE`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
@@ -21,13 +24,13 @@ struct Front {
 
 impl Front {
     async fn before(upstream: SocketAddr) -> Self {
-        let settings = ClientSettings::try_parse_from([
-            "rest-client",
-            "--listen=127.0.0.1:0",
-            &format!("--server-url=http://{upstream}"),
-            "--upstream-timeout-ms=300",
-        ])
-        .unwrap();
+        Self::with(upstream, &["--upstream-timeout-ms=300"]).await
+    }
+
+    async fn with(upstream: SocketAddr, flags: &[&str]) -> Self {
+        let server_url = format!("--server-url=http://{upstream}");
+        let args = ["rest-client", "--listen=127.0.0.1:0", &server_url].into_iter().chain(flags.iter().copied());
+        let settings = ClientSettings::try_parse_from(args).unwrap();
         let shutdown = CancellationToken::new();
         let running = client::launch(&settings, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
         Self { running, shutdown, http: reqwest::Client::new() }
@@ -150,4 +153,61 @@ async fn rest_client_answers_502_when_rest_server_answers_without_end() {
     assert_eq!(body["error"], "bad_gateway", "{body}");
     assert!(body["message"].as_str().unwrap().contains("with a body over 4194304 bytes"), "{body}");
     front.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_client_sends_a_slow_rest_server_at_most_its_pool_size_of_votes_at_once() {
+    // Arrange: an upstream that answers each vote 202 after 50 ms, keeping connections
+    // alive, and notes the most requests it held at once.
+    let (held, most_held) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (counting, most) = (held.clone(), most_held.clone());
+    let slow = upstream(move |mut stream| {
+        let (held, most_held) = (counting.clone(), most.clone());
+        async move {
+            while read_request(&mut stream).await {
+                most_held.fetch_max(held.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                held.fetch_sub(1, Ordering::SeqCst);
+                let body = format!(r#"{{"vote_id":"{}"}}"#, uuid::Uuid::new_v4());
+                let answer = format!(
+                    "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let front = Front::with(slow, &["--upstream-pool-size=3", "--upstream-timeout-ms=5000"]).await;
+
+    // Act: twelve votes at once.
+    let answers = futures::future::join_all((0..12).map(|_| front.post_vote())).await;
+
+    // Assert: all accepted, three at a time.
+    for (status, _, body, _) in &answers {
+        assert_eq!(*status, 202, "{body}");
+    }
+    assert_eq!(most_held.load(Ordering::SeqCst), 3, "exchanges with rest-server at once");
+    front.stop().await;
+}
+
+/// Reads one HTTP/1.1 request (head and `content-length` body); `false` at end of stream.
+async fn read_request(stream: &mut TcpStream) -> bool {
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => request.push(byte[0]),
+            _ => return false,
+        }
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:").and_then(|value| value.trim().parse().ok()))
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.is_ok()
 }
