@@ -22,6 +22,16 @@ def number(value, digits=0):
     return f"{value:,.{digits}f}".replace(",", " ")
 
 
+def workers(settings):
+    """The services' tokio workers, for runs that recorded them."""
+    threads = settings.get("service_worker_threads")
+    if threads is None:
+        return ""
+    if threads == 0:
+        return ", tokio's default workers in each service"
+    return f", {threads} tokio worker{'s' if threads > 1 else ''} per service"
+
+
 def render(results):
     machine = results["machine"]
     lines = [
@@ -30,7 +40,7 @@ def render(results):
         f"Linux {machine['kernel']}; everything (generator, services, Kafka, Redis, FerretDB) on the same cores. "
         f"Settings: {results['settings']['connections']} connections for single votes, "
         f"{results['settings']['batch_connections']} for batches of {results['settings']['batch_size']}, "
-        f"{results['settings']['measure_s']:.0f} s measured per load scenario. "
+        f"{results['settings']['measure_s']:.0f} s measured per load scenario{workers(results['settings'])}. "
         f"Steal: the share of all cores' time the hypervisor gave to other guests during the scenario "
         f"(`/proc/stat`); a scenario with more steal ran on a smaller machine than its ceiling.",
         "",

@@ -77,6 +77,13 @@ struct Args {
     /// Only with --only, so a full run always measures the targets at 50 %.
     #[arg(long, requires = "only", value_parser = clap::value_parser!(u32).range(1..))]
     open_loop_rate: Option<u32>,
+    /// Tokio worker threads of each service and of the hello ceiling (their
+    /// TOKIO_WORKER_THREADS). 1 by default: the k8s manifests give each service one CPU, and
+    /// on this machine, where six processes share two cores, one worker each cost less CPU
+    /// per vote than two (README, "One tokio worker per service"). 0: tokio's default, one
+    /// per CPU.
+    #[arg(long, default_value_t = 1)]
+    service_worker_threads: usize,
     /// Run only these scenarios (comma-separated; for profiling one of them).
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(speed::SCENARIOS))]
     only: Vec<String>,
@@ -108,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
         batch_size: args.batch_size.clamp(1, 1000),
         kafka_statistics: Duration::from_millis(args.kafka_statistics_ms),
         open_loop_rate: args.open_loop_rate.map(f64::from),
+        service_worker_threads: args.service_worker_threads,
         out: args.out.unwrap_or_else(|| {
             PathBuf::from(match (quick, args.only.is_empty()) {
                 (true, _) => "bench/results/quick.json",

@@ -43,6 +43,8 @@ pub struct BenchConfig {
     /// Votes the consumer scenario drains at least: the produce ceiling tops the topic up
     /// to this (writing at least `sink_ceiling_votes`) after the fronts' scenarios.
     pub prefill: u64,
+    /// TOKIO_WORKER_THREADS of each service and of the hello ceiling; 0 leaves tokio's default.
+    pub service_worker_threads: usize,
     /// Votes written by each raw sink ceiling (and at least by the produce ceiling).
     pub sink_ceiling_votes: u64,
     pub batch_size: u64,
@@ -523,12 +525,19 @@ struct Services {
 impl Services {
     fn new(config: &BenchConfig, topic: &str, prefix: &str, database: &str) -> Self {
         let bin = |name: &str| config.bin_dir.join(name);
-        let base = vec![
+        let mut runtime = Vec::new();
+        if config.service_worker_threads > 0 {
+            runtime.push(("TOKIO_WORKER_THREADS", config.service_worker_threads.to_string()));
+        }
+        let mut hello_env = runtime.clone();
+        hello_env.push(("HELLO_LISTEN", HELLO.to_owned()));
+        let mut base = runtime;
+        base.extend([
             ("KAFKA_BROKERS", config.endpoints.kafka_brokers.clone()),
             ("KAFKA_TOPIC", topic.to_owned()),
             ("KAFKA_STATISTICS_INTERVAL_MS", config.kafka_statistics.as_millis().to_string()),
             ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
-        ];
+        ]);
         let mut consumer_env = base.clone();
         consumer_env.extend([
             ("KAFKA_GROUP_ID", format!("bench-{topic}")),
@@ -542,13 +551,7 @@ impl Services {
         let dir = &config.run_dir;
         let ready = |address: &str| format!("http://{address}/readyz");
         Self {
-            hello: Service::new(
-                "hello",
-                bin("voteflow-hello"),
-                &[("HELLO_LISTEN", HELLO.to_owned())],
-                ready(HELLO),
-                dir,
-            ),
+            hello: Service::new("hello", bin("voteflow-hello"), &hello_env, ready(HELLO), dir),
             rest_server: Service::new("rest-server", bin("rest-server"), &base, ready(REST_SERVER), dir),
             rest_client: Service::new("rest-client", bin("rest-client"), &base, ready(REST_CLIENT), dir),
             grpc_server: Service::new("grpc-server", bin("grpc-server"), &base, ready(GRPC_ADMIN), dir),

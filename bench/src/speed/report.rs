@@ -114,6 +114,7 @@ impl Report {
                 "prefill_votes": config.prefill,
                 "sink_ceiling_votes": config.sink_ceiling_votes,
                 "kafka_warmup_s": config.kafka_warmup.as_secs_f64(),
+                "service_worker_threads": config.service_worker_threads,
             }),
             order: Vec::new(),
             scenarios: BTreeMap::new(),
