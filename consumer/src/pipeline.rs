@@ -211,7 +211,7 @@ async fn run(
         .set("fetch.wait.max.ms", "25")
         // With a backlog the prefetch queue passes the bounds above, and librdkafka then
         // postpones each partition's next fetch by this long (default 1 000 ms): the
-        // queue ran dry ~40 times per 1M votes drained, for 0.1-1 s each, and the drain
+        // queue ran dry ~30 times per ~0.9M votes drained, for 0.1-1 s each, and the drain
         // fell from ~24 500 to ~20 000 votes/s (see the README, "Fetch backoff").
         .set("fetch.queue.backoff.ms", "10")
         .create_with_context(GroupContext::new(metrics.lag.clone()))
