@@ -3,11 +3,17 @@
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
-/// The stages of [`ConsumerMetrics::stage_seconds`].
-pub const STAGE_WAIT: &str = "wait";
-pub const STAGE_FILL: &str = "fill";
-pub const STAGE_MONGO: &str = "mongo";
-pub const STAGE_REDIS: &str = "redis";
+/// `voteflow_consumer_stage_seconds`, one series per stage, resolved once.
+#[derive(Clone)]
+pub struct StageSeconds {
+    /// Waiting for a batch's first record: idle when caught up, a fetch stall when lagging.
+    pub wait: Histogram,
+    /// From the first record in hand to the batch closed.
+    pub fill: Histogram,
+    /// The sink writes, retries included.
+    pub mongo: Histogram,
+    pub redis: Histogram,
+}
 
 #[derive(Clone)]
 pub struct ConsumerMetrics {
@@ -17,10 +23,8 @@ pub struct ConsumerMetrics {
     pub batches: IntCounter,
     pub batch_size: Histogram,
     pub batch_seconds: Histogram,
-    /// Where a batch's time goes, by stage: `wait` (for its first record: idle when caught
-    /// up, a fetch stall when lagging), `fill` (first record in hand to batch closed),
-    /// `mongo` and `redis` (the sink writes, retries included).
-    pub stage_seconds: HistogramVec,
+    /// Where a batch's time goes, by stage.
+    pub stage_seconds: StageSeconds,
     /// Failed sink operations (each retried), by sink.
     pub sink_errors: IntCounterVec,
     /// Records sent to the dead-letter topic, by reason.
@@ -40,6 +44,15 @@ pub struct ConsumerMetrics {
 
 impl ConsumerMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let stages = HistogramVec::new(
+            HistogramOpts::new(
+                "voteflow_consumer_stage_seconds",
+                "Time a batch spends in each stage (wait, fill, mongo, redis).",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["stage"],
+        )?;
+        registry.register(Box::new(stages.clone()))?;
         let metrics = Self {
             votes: IntCounterVec::new(
                 Opts::new("voteflow_consumer_votes_total", "Votes written to Redis and MongoDB, by path."),
@@ -54,14 +67,12 @@ impl ConsumerMetrics {
                 HistogramOpts::new("voteflow_consumer_batch_seconds", "Time to write a batch to every sink.")
                     .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             )?,
-            stage_seconds: HistogramVec::new(
-                HistogramOpts::new(
-                    "voteflow_consumer_stage_seconds",
-                    "Time a batch spends in each stage (wait, fill, mongo, redis).",
-                )
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-                &["stage"],
-            )?,
+            stage_seconds: StageSeconds {
+                wait: stages.with_label_values(&["wait"]),
+                fill: stages.with_label_values(&["fill"]),
+                mongo: stages.with_label_values(&["mongo"]),
+                redis: stages.with_label_values(&["redis"]),
+            },
             sink_errors: IntCounterVec::new(
                 Opts::new("voteflow_consumer_sink_errors_total", "Failed writes (retried), by sink."),
                 &["sink"],
@@ -94,7 +105,6 @@ impl ConsumerMetrics {
         registry.register(Box::new(metrics.batches.clone()))?;
         registry.register(Box::new(metrics.batch_size.clone()))?;
         registry.register(Box::new(metrics.batch_seconds.clone()))?;
-        registry.register(Box::new(metrics.stage_seconds.clone()))?;
         registry.register(Box::new(metrics.sink_errors.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
@@ -108,9 +118,6 @@ impl ConsumerMetrics {
         }
         for reason in ["undecodable", "invalid_vote", "bad_path"] {
             metrics.dead_letters.with_label_values(&[reason]);
-        }
-        for stage in [STAGE_WAIT, STAGE_FILL, STAGE_MONGO, STAGE_REDIS] {
-            metrics.stage_seconds.with_label_values(&[stage]);
         }
         for kind in ["redelivered", "retry"] {
             metrics.duplicates.with_label_values(&[kind]);

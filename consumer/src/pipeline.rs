@@ -41,7 +41,7 @@ use voteflow_runtime::admin;
 use voteflow_runtime::health::Readiness;
 
 use crate::dead_letters::DeadLetters;
-use crate::events::{ConsumerMetrics, STAGE_FILL, STAGE_MONGO, STAGE_REDIS, STAGE_WAIT};
+use crate::events::ConsumerMetrics;
 use crate::settings::ConsumerSettings;
 use crate::sink::Consumed;
 use crate::sink::tally::Tally;
@@ -339,7 +339,7 @@ async fn collect(
     batch.records.push(receive(&first));
     in_hand.set(1);
     drop(first);
-    sinks.metrics.stage_seconds.with_label_values(&[STAGE_WAIT]).observe(waiting.elapsed().as_secs_f64());
+    sinks.metrics.stage_seconds.wait.observe(waiting.elapsed().as_secs_f64());
     let filling = Instant::now();
     let deadline = tokio::time::Instant::now() + settings.batch_max_wait();
     while batch.records.len() < settings.batch_max_votes {
@@ -365,7 +365,7 @@ async fn collect(
             },
         }
     }
-    sinks.metrics.stage_seconds.with_label_values(&[STAGE_FILL]).observe(filling.elapsed().as_secs_f64());
+    sinks.metrics.stage_seconds.fill.observe(filling.elapsed().as_secs_f64());
     // A revocation during the last poll (which returned no record) counts too.
     batch.note_revocations(consumer, &mut revocations_seen);
     in_hand.set(batch.records.len() as i64);
@@ -570,7 +570,7 @@ impl Sinks {
         let Some(logged) = retry.until_ok(MONGO, || self.log.insert(&votes)).await else {
             return false;
         };
-        self.metrics.stage_seconds.with_label_values(&[STAGE_MONGO]).observe(mongo_started.elapsed().as_secs_f64());
+        self.metrics.stage_seconds.mongo.observe(mongo_started.elapsed().as_secs_f64());
         let countable: Vec<&Consumed> = votes
             .iter()
             .enumerate()
@@ -582,7 +582,7 @@ impl Sinks {
         else {
             return false;
         };
-        self.metrics.stage_seconds.with_label_values(&[STAGE_REDIS]).observe(redis_started.elapsed().as_secs_f64());
+        self.metrics.stage_seconds.redis.observe(redis_started.elapsed().as_secs_f64());
         let counted_votes: u64 = counted.iter().map(|(_, votes)| votes).sum();
         for (path, votes) in &counted {
             self.metrics.votes.with_label_values(&[path.as_str()]).inc_by(*votes);
