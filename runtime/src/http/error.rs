@@ -113,14 +113,34 @@ impl ApiError {
     }
 }
 
-impl<'r> Responder<'r, 'static> for ApiError {
-    fn respond_to(self, _request: &'r Request<'_>) -> response::Result<'static> {
+impl ApiError {
+    fn log(&self) {
         let status = self.status();
         if status.code >= 500 {
             tracing::warn!(status = status.code, error = %self, "request not served");
         } else {
             tracing::debug!(status = status.code, error = %self, "request refused");
         }
+    }
+
+    /// This error as a hyper answer (the fronts): the same status, JSON body and
+    /// Retry-After as the Rocket answer below.
+    pub fn into_response(self) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        self.log();
+        let status = hyper::StatusCode::from_u16(self.status().code).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+        let mut response = super::json_response(status, self.body());
+        if let Some(retry_after) = self.retry_after().and_then(|value| hyper::header::HeaderValue::try_from(value).ok())
+        {
+            response.headers_mut().insert(hyper::header::RETRY_AFTER, retry_after);
+        }
+        response
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, _request: &'r Request<'_>) -> response::Result<'static> {
+        self.log();
+        let status = self.status();
         let body = self.body();
         let mut response = Response::build();
         response.status(status).header(ContentType::JSON).sized_body(body.len(), Cursor::new(body));

@@ -1,7 +1,7 @@
-//! Rocket plumbing shared by every HTTP service of voteflow (the fronts and rest-server):
-//! configuration, `/healthz` `/readyz` `/metrics`, JSON catchers, request metrics, and a
-//! launch that reports the bound address (port 0 works in tests) and obeys the one
-//! shutdown signal: readiness false first, then stop accepting, then drain in-flight.
+//! What every HTTP service of voteflow shares: settings, JSON errors and request metrics
+//! (the hyper fronts of `crate::front` and Rocket's rest-server), and rest-server's Rocket
+//! plumbing: `/healthz` `/readyz` `/metrics`, JSON catchers, and a launch that reports the
+//! bound address (port 0 works in tests) and obeys the one shutdown signal.
 
 pub mod body;
 pub mod error;
@@ -40,6 +40,10 @@ pub struct HttpSettings {
     /// Seconds in-flight requests get to finish after a shutdown signal.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
     pub shutdown_grace_secs: u32,
+    /// Most client connections a front (rest-client, grpc-client) serves at once; further
+    /// ones wait in the listen backlog until one closes. rest-server's Rocket has no such bound.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// Rocket configuration for a voteflow service: our address, our logging (tracing, so
@@ -110,9 +114,23 @@ fn json_catcher(status: Status, _request: &Request<'_>) -> ApiError {
     ApiError::Status(status)
 }
 
+/// A JSON answer of a hyper service.
+pub(crate) fn json_response(
+    status: hyper::StatusCode,
+    body: String,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+}
+
 /// Counts requests by route and status and times them by route; route names are the
 /// handlers' names, so labels stay few.
-struct RequestMetrics {
+#[derive(Clone)]
+pub(crate) struct RequestMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
 }
@@ -121,7 +139,7 @@ struct RequestMetrics {
 struct RequestStart(Instant);
 
 impl RequestMetrics {
-    fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
         let requests = IntCounterVec::new(
             Opts::new("voteflow_http_requests_total", "HTTP requests answered, by route and status."),
             &["route", "status"],
@@ -134,6 +152,11 @@ impl RequestMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         Ok(Self { requests, latency })
+    }
+
+    pub(crate) fn observe(&self, route: &str, status: u16, started: Instant) {
+        self.requests.with_label_values(&[route, status.to_string().as_str()]).inc();
+        self.latency.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
     }
 }
 
@@ -150,9 +173,7 @@ impl Fairing for RequestMetrics {
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let started = request.local_cache(|| RequestStart(Instant::now())).0;
         let route = request.route().and_then(|route| route.name.as_deref()).unwrap_or("unmatched");
-        let status = response.status().code.to_string();
-        self.requests.with_label_values(&[route, status.as_str()]).inc();
-        self.latency.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+        self.observe(route, response.status().code, started);
     }
 }
 
@@ -236,6 +257,7 @@ mod tests {
             max_batch_body_bytes: 1024,
             batch_max_votes: 10,
             shutdown_grace_secs: 1,
+            max_connections: 8,
         };
         let config = rocket_config("127.0.0.1:0".parse().unwrap(), 1);
         let app = with_common(rocket::custom(config), Registry::new(), Readiness::with_checks(&[]), &settings).unwrap();
