@@ -11,7 +11,7 @@
 //!
 //! Served by hyper directly, not Rocket (rest-server stays on Rocket): with the same
 //! parsing and hop, Rocket's request handling was a third of a front's CPU per vote
-//! (README, "What Rocket costs the fronts"). Errors, routes, metrics and the graceful
+//! (README, "What Rocket cost the fronts"). Errors, routes, metrics and the graceful
 //! drain answer as the Rocket services' do.
 
 use std::convert::Infallible;

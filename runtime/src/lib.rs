@@ -7,9 +7,10 @@
 //! - [`shutdown`]: the one shutdown signal (SIGINT/SIGTERM) every server and loop watches.
 //! - [`health`]: liveness and readiness, fed by each service's dependency checks.
 //! - [`admin`]: a small HTTP server for `/healthz`, `/readyz` and `/metrics`.
-//! - [`http`]: Rocket plumbing of every HTTP service: errors, body guard, launch.
+//! - [`http`]: what every HTTP service shares (settings, JSON errors, request metrics),
+//!   and rest-server's Rocket plumbing: body guard, catchers, launch.
 //! - [`batch`]: batches of votes: per-vote validation and the JSON report.
-//! - [`front`]: the HTTP front of a producer pair, generic over the hop behind it.
+//! - [`front`]: the HTTP front of a producer pair (served by hyper), generic over the hop behind it.
 //! - [`kafka`]: the shared publisher; a vote counts as accepted only once Kafka acked it.
 
 pub mod admin;
