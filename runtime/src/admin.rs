@@ -64,19 +64,34 @@ fn respond(request: &Request<Incoming>, registry: &Registry, readiness: &Readine
     if request.method() != Method::GET {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
     }
-    match request.uri().path() {
-        "/healthz" => reply(StatusCode::OK, "application/json", r#"{"live":true}"#.into()),
-        "/readyz" => {
-            let (ready, body) = readiness.report();
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            reply(status, "application/json", body)
-        }
-        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", render_metrics(registry)),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "routes: /healthz /readyz /metrics\n".into()),
+    match probe(request.uri().path(), registry, readiness) {
+        Some((_route, answer)) => answer,
+        None => reply(StatusCode::NOT_FOUND, "text/plain", "routes: /healthz /readyz /metrics\n".into()),
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+/// `GET /healthz`, `/readyz` or `/metrics` as every voteflow service answers them (here and
+/// on the fronts' own port): the route's name, a metrics label, and the answer; `None` for
+/// any other path.
+pub(crate) fn probe(
+    path: &str,
+    registry: &Registry,
+    readiness: &Readiness,
+) -> Option<(&'static str, Response<Full<Bytes>>)> {
+    Some(match path {
+        "/healthz" => ("healthz", reply(StatusCode::OK, "application/json", r#"{"live":true}"#.into())),
+        "/readyz" => {
+            let (ready, body) = readiness.report();
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            ("readyz", reply(status, "application/json", body))
+        }
+        "/metrics" => ("metrics", reply(StatusCode::OK, "text/plain; version=0.0.4", render_metrics(registry))),
+        _ => return None,
+    })
+}
+
+/// A hyper answer with a body and its content type.
+pub(crate) fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));

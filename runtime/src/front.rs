@@ -37,11 +37,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use voteflow_proto::Vote;
 
-use crate::admin::render_metrics;
+use crate::admin::{probe, reply};
 use crate::batch::{self, ItemOutcome};
 use crate::health::Readiness;
 use crate::http::body::parse_vote;
-use crate::http::{ApiError, BodyLimits, HttpSettings, RequestMetrics, Running, json_response};
+use crate::http::{ApiError, BodyLimits, HttpSettings, RequestMetrics, Running};
 
 /// The server a front forwards votes to.
 pub trait NextHop: Send + Sync + 'static {
@@ -73,15 +73,11 @@ impl Front {
         let (route, answer) = match (request.method(), request.uri().path()) {
             (&Method::POST, "/votes") => ("cast_vote", self.cast_vote(request).await),
             (&Method::POST, "/votes/batch") => ("cast_batch", self.cast_batch(request).await),
-            (&Method::GET, "/healthz") => ("healthz", Ok(json_response(StatusCode::OK, r#"{"live":true}"#.into()))),
-            (&Method::GET, "/readyz") => {
-                let (ready, body) = self.readiness.report();
-                let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-                ("readyz", Ok(json_response(status, body)))
-            }
-            (&Method::GET, "/metrics") => ("metrics", Ok(metrics_response(&self.registry))),
-            // As Rocket answers a path or method it has no route for.
-            _ => ("unmatched", Err(ApiError::Status(rocket::http::Status::NotFound))),
+            (&Method::GET, path) => match probe(path, &self.registry, &self.readiness) {
+                Some((route, answer)) => (route, Ok(answer)),
+                None => ("unmatched", Err(ApiError::NOT_FOUND)),
+            },
+            _ => ("unmatched", Err(ApiError::NOT_FOUND)),
         };
         let mut answer = answer.unwrap_or_else(ApiError::into_response);
         answer.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -93,7 +89,7 @@ impl Front {
         let body = read_json_body(request, self.limits.vote_bytes).await?;
         let vote = parse_vote(&body)?;
         let vote_id = self.hop.forward(&vote).await?;
-        Ok(json_response(StatusCode::ACCEPTED, format!(r#"{{"vote_id":"{vote_id}"}}"#)))
+        Ok(reply(StatusCode::ACCEPTED, "application/json", format!(r#"{{"vote_id":"{vote_id}"}}"#)))
     }
 
     async fn cast_batch(&self, request: Request<Incoming>) -> Result<Answer, ApiError> {
@@ -101,14 +97,8 @@ impl Front {
         let parsed = batch::parse_batch(&body, self.limits.batch_votes)?;
         let valid: Vec<Vote> = parsed.iter().filter_map(|item| item.as_ref().ok().cloned()).collect();
         let forwarded = if valid.is_empty() { Vec::new() } else { self.hop.forward_batch(valid).await? };
-        Ok(json_response(StatusCode::OK, batch::report(&batch::merge(parsed, forwarded))))
+        Ok(reply(StatusCode::OK, "application/json", batch::report(&batch::merge(parsed, forwarded))))
     }
-}
-
-fn metrics_response(registry: &Registry) -> Answer {
-    let mut response = Response::new(Full::new(Bytes::from(render_metrics(registry))));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-    response
 }
 
 /// Reads the whole body, up to `limit` bytes, after checking it claims to be JSON; the

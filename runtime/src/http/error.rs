@@ -50,6 +50,9 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// As Rocket answers a path or method it has no route for.
+    pub const NOT_FOUND: ApiError = ApiError::Status(Status::NotFound);
+
     pub fn status(&self) -> Status {
         match self {
             ApiError::MalformedJson(_) => Status::BadRequest,
@@ -128,7 +131,7 @@ impl ApiError {
     pub fn into_response(self) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
         self.log();
         let status = hyper::StatusCode::from_u16(self.status().code).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-        let mut response = super::json_response(status, self.body());
+        let mut response = crate::admin::reply(status, "application/json", self.body());
         if let Some(retry_after) = self.retry_after().and_then(|value| hyper::header::HeaderValue::try_from(value).ok())
         {
             response.headers_mut().insert(hyper::header::RETRY_AFTER, retry_after);

@@ -114,19 +114,6 @@ fn json_catcher(status: Status, _request: &Request<'_>) -> ApiError {
     ApiError::Status(status)
 }
 
-/// A JSON answer of a hyper service.
-pub(crate) fn json_response(
-    status: hyper::StatusCode,
-    body: String,
-) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-    response
-}
-
 /// Counts requests by route and status and times them by route; route names are the
 /// handlers' names, so labels stay few.
 #[derive(Clone)]
