@@ -40,7 +40,7 @@ use voteflow_proto::Vote;
 use crate::admin::{probe, reply};
 use crate::batch::{self, ItemOutcome};
 use crate::health::Readiness;
-use crate::http::body::parse_vote;
+use crate::http::body::{check_json_headers, parse_vote};
 use crate::http::{ApiError, BodyLimits, HttpSettings, RequestMetrics, Running};
 
 /// The server a front forwards votes to.
@@ -101,17 +101,12 @@ impl Front {
     }
 }
 
-/// Reads the whole body, up to `limit` bytes, after checking it claims to be JSON; the
-/// same checks, in the same order, as the Rocket services' body guards.
+/// Reads the whole body, up to `limit` bytes, after the header checks rest-server's body
+/// guards make too.
 async fn read_json_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
     let content_type = request.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok());
-    if !content_type.is_some_and(is_json) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|len| len.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
+    check_json_headers(content_type.is_some_and(is_json), declared, limit)?;
     let limited = Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
     match limited.collect().await {
         Ok(body) => Ok(body.to_bytes()),

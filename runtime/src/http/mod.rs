@@ -116,7 +116,6 @@ fn json_catcher(status: Status, _request: &Request<'_>) -> ApiError {
 
 /// Counts requests by route and status and times them by route; route names are the
 /// handlers' names, so labels stay few.
-#[derive(Clone)]
 pub(crate) struct RequestMetrics {
     requests: IntCounterVec,
     latency: HistogramVec,
