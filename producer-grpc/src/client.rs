@@ -1,6 +1,7 @@
-//! grpc-client: the shared HTTP front with [`GrpcHop`]: one long-lived, multiplexed
-//! HTTP/2 channel to grpc-server, connected lazily and reconnecting by itself when the
-//! server restarts. A vote goes as `CastVote`, a batch as one `CastVotes` stream.
+//! grpc-client: the shared HTTP front with [`GrpcHop`], which spreads calls over every
+//! grpc-server `GRPC_SERVER_URL` names ([`crate::upstreams`]), one HTTP/2 channel each,
+//! connected lazily and reconnecting by itself. A vote goes as `CastVote`, a batch as one
+//! `CastVotes` stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,48 +9,64 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
+use tonic::Status;
 use uuid::Uuid;
 use voteflow_proto::Vote;
-use voteflow_proto::pb::{self, vote_service_client::VoteServiceClient};
+use voteflow_proto::pb;
 use voteflow_runtime::batch::{ItemError, ItemOutcome};
 use voteflow_runtime::front::{self, NextHop};
 use voteflow_runtime::http::{ApiError, Running};
 
 use crate::settings::ClientSettings;
 use crate::status::to_api_error;
+use crate::upstreams::Upstreams;
 
-/// Forwards votes to grpc-server over one channel.
+/// Forwards votes to the grpc-servers.
 pub struct GrpcHop {
-    votes: VoteServiceClient<Channel>,
-    health: HealthClient<Channel>,
+    upstreams: Upstreams,
+    timeout: Duration,
 }
 
 impl GrpcHop {
     pub fn new(settings: &ClientSettings) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(settings.server_url.clone())?
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(settings.upstream_timeout())
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        Ok(Self { votes: VoteServiceClient::new(channel.clone()), health: HealthClient::new(channel) })
+        let timeout = settings.upstream_timeout();
+        Ok(Self { upstreams: Upstreams::new(&settings.server_url, timeout)?, timeout })
+    }
+
+    /// One call, on the next server while one is not reached, all within the upstream timeout.
+    async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, Status>
+    where
+        F: FnMut(Arc<crate::upstreams::Server>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        tokio::time::timeout(self.timeout, self.upstreams.call(attempt)).await.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!("no answer within {} ms", self.timeout.as_millis())))
+        })
     }
 
     async fn cast(&self, vote: &Vote) -> Result<Uuid, ApiError> {
-        let reply = self.votes.clone().cast_vote(pb::Vote::from(vote)).await.map_err(to_api_error)?;
+        let wire = pb::Vote::from(vote);
+        let reply = self
+            .call(|server| {
+                let wire = wire.clone();
+                async move { server.votes.clone().cast_vote(wire).await }
+            })
+            .await
+            .map_err(to_api_error)?;
         Uuid::try_parse(&reply.get_ref().vote_id)
             .map_err(|_| ApiError::NextHopBroken(format!("OK without a vote_id: {:?}", reply.get_ref())))
     }
 
     async fn cast_batch(&self, votes: Vec<Vote>) -> Result<Vec<ItemOutcome>, ApiError> {
         let wire: Vec<pb::Vote> = votes.iter().map(pb::Vote::from).collect();
-        let summary = self.votes.clone().cast_votes(tokio_stream::iter(wire)).await.map_err(to_api_error)?.into_inner();
+        let summary = self
+            .call(|server| {
+                let wire = wire.clone();
+                async move { server.votes.clone().cast_votes(tokio_stream::iter(wire)).await }
+            })
+            .await
+            .map_err(to_api_error)?
+            .into_inner();
         if summary.results.len() != votes.len() {
             return Err(ApiError::NextHopBroken(format!(
                 "{} results for {} votes",
@@ -92,15 +109,10 @@ impl NextHop for GrpcHop {
         Box::pin(self.cast_batch(votes))
     }
 
+    /// Ready while at least one grpc-server answers SERVING; also keeps the server list and
+    /// each server's health current (the front asks every second).
     fn is_ready(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move {
-            let request = HealthCheckRequest { service: String::new() };
-            self.health
-                .clone()
-                .check(request)
-                .await
-                .is_ok_and(|response| response.get_ref().status == ServingStatus::Serving as i32)
-        })
+        Box::pin(self.upstreams.refresh())
     }
 }
 
@@ -110,6 +122,7 @@ pub async fn launch(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let hop = Arc::new(GrpcHop::new(settings)?);
-    front::launch(settings.listen, &settings.http, hop, registry, shutdown).await
+    let hop = GrpcHop::new(settings)?;
+    hop.upstreams.resolve_now().await;
+    front::launch(settings.listen, &settings.http, &settings.route_prefixes, Arc::new(hop), registry, shutdown).await
 }

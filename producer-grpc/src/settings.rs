@@ -14,8 +14,9 @@ use voteflow_runtime::settings::{LogSettings, PublisherSettings};
     version,
     about = "voteflow gRPC-path front: validates POST /votes (JSON) and forwards each vote to grpc-server over gRPC",
     long_about = "voteflow gRPC-path front. The same HTTP front as rest-client (POST /votes, POST /votes/batch, \
-        the same JSON, validation and errors), forwarding over one long-lived multiplexed HTTP/2 channel to \
-        grpc-server (CastVote, and CastVotes for batches); the channel reconnects by itself. Answers 202 \
+        the same JSON, validation and errors), forwarding over one long-lived multiplexed HTTP/2 channel per \
+        grpc-server (CastVote, and CastVotes for batches), spread over every server GRPC_SERVER_URL names; \
+        channels reconnect by themselves. Answers 202 \
         {\\\"vote_id\\\"} once Kafka has the vote, 503 with Retry-After when it was not accepted. Also serves GET \
         /healthz, /readyz and /metrics. Every flag can be set by the env var shown."
 )]
@@ -23,12 +24,20 @@ pub struct ClientSettings {
     /// Address to serve on.
     #[arg(long, env = "GRPC_CLIENT_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
-    /// URL of grpc-server.
+    /// URL of grpc-server (http://host:port), or several, comma separated. Every address a
+    /// host resolves to is a server (a headless Service's name lists its ready pods), looked
+    /// up again every 5 s; calls go to the serving one with the fewest calls in flight.
     #[arg(long, env = "GRPC_SERVER_URL", default_value = "http://127.0.0.1:3001")]
     pub server_url: String,
     /// Longest wait for grpc-server's answer, in ms; keep it above its Kafka delivery bound.
     #[arg(long, env = "UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
     pub upstream_timeout_ms: u64,
+    /// Path prefixes this front also answers its vote routes under (`POST /grpc/votes`,
+    /// `POST /grpc`), comma separated: the ingress passes paths on unchanged
+    /// (k8s/routes.yaml).
+    #[arg(long, env = "ROUTE_PREFIXES", default_value = "/grpc", value_delimiter = ',',
+          value_parser = voteflow_runtime::front::parse_route_prefix)]
+    pub route_prefixes: Vec<String>,
     #[command(flatten)]
     pub http: HttpSettings,
     #[command(flatten)]

@@ -189,5 +189,5 @@ pub async fn launch(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let hop = Arc::new(RestHop::new(settings)?);
-    front::launch(settings.listen, &settings.http, hop, registry, shutdown).await
+    front::launch(settings.listen, &settings.http, &settings.route_prefixes, hop, registry, shutdown).await
 }

@@ -35,6 +35,12 @@ pub struct ClientSettings {
     /// requests beyond it wait (within the upstream timeout) for one to finish.
     #[arg(long, env = "UPSTREAM_POOL_SIZE", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub upstream_pool_size: usize,
+    /// Path prefixes this front also answers its vote routes under (`POST /rest/votes`,
+    /// `POST /rest`), comma separated: the ingress passes paths on unchanged
+    /// (k8s/routes.yaml).
+    #[arg(long, env = "ROUTE_PREFIXES", default_value = "/rest,/rust", value_delimiter = ',',
+          value_parser = voteflow_runtime::front::parse_route_prefix)]
+    pub route_prefixes: Vec<String>,
     #[command(flatten)]
     pub http: HttpSettings,
     #[command(flatten)]

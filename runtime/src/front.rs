@@ -4,6 +4,9 @@
 //!
 //! `POST /votes/batch` takes a JSON array; invalid votes are rejected here, the valid
 //! ones are forwarded as one batch, and the answer has one outcome per vote, in order.
+//! `POST /` is a vote too (the course's Locust traffic posts there), and every vote route
+//! is answered under each of the front's own prefixes (`/rest/votes`, `/rest`, `/rest/`):
+//! the ingress forwards paths unchanged (k8s/routes.yaml), so no controller rewrites them.
 //!
 //! Guarantee: the front answers 202 only when its hop reported the vote accepted (which
 //! the server does only after Kafka acknowledged it); a failed or timed-out hop is a 503
@@ -61,6 +64,7 @@ type Answer = Response<Full<Bytes>>;
 /// Everything a request of the front needs.
 struct Front {
     hop: Hop,
+    prefixes: Vec<String>,
     limits: BodyLimits,
     registry: Registry,
     readiness: Readiness,
@@ -70,10 +74,10 @@ struct Front {
 impl Front {
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Result<Answer, Infallible> {
         let started = Instant::now();
-        let (route, answer) = match (request.method(), request.uri().path()) {
-            (&Method::POST, "/votes") => ("cast_vote", self.cast_vote(request).await),
-            (&Method::POST, "/votes/batch") => ("cast_batch", self.cast_batch(request).await),
-            (&Method::GET, path) => match probe(path, &self.registry, &self.readiness) {
+        let (route, answer) = match (request.method(), vote_route(request.uri().path(), &self.prefixes)) {
+            (&Method::POST, Some(VoteRoute::One)) => ("cast_vote", self.cast_vote(request).await),
+            (&Method::POST, Some(VoteRoute::Batch)) => ("cast_batch", self.cast_batch(request).await),
+            (&Method::GET, _) => match probe(request.uri().path(), &self.registry, &self.readiness) {
                 Some((route, answer)) => (route, Ok(answer)),
                 None => ("unmatched", Err(ApiError::NOT_FOUND)),
             },
@@ -101,6 +105,41 @@ impl Front {
     }
 }
 
+/// The two vote routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VoteRoute {
+    One,
+    Batch,
+}
+
+/// Which vote route `path` is, once one of the front's own prefixes is taken off it:
+/// `/votes` and `/` are one vote, `/votes/batch` a batch; a prefix alone is `/` under it.
+fn vote_route(path: &str, prefixes: &[String]) -> Option<VoteRoute> {
+    let local = prefixes
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix.as_str()).filter(|rest| rest.is_empty() || rest.starts_with('/')))
+        .unwrap_or(path);
+    match local {
+        "" | "/" | "/votes" => Some(VoteRoute::One),
+        "/votes/batch" => Some(VoteRoute::Batch),
+        _ => None,
+    }
+}
+
+/// Parses one path prefix a front answers as its own (`/rest`): a `/` and at least one
+/// more character, no trailing `/`.
+pub fn parse_route_prefix(text: &str) -> Result<String, String> {
+    let valid = text.len() > 1
+        && text.starts_with('/')
+        && !text.ends_with('/')
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("a route prefix is /name (letters, digits, - _ . /, no trailing /), got {text:?}"))
+    }
+}
+
 /// Reads the whole body, up to `limit` bytes, after the header checks rest-server's body
 /// guards make too.
 async fn read_json_body(request: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
@@ -121,10 +160,12 @@ fn is_json(content_type: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-/// Serves a front on `listen` until `shutdown`, forwarding to `hop`.
+/// Serves a front on `listen` until `shutdown`, forwarding to `hop`; it answers the vote
+/// routes bare and under each of `prefixes`.
 pub async fn launch(
     listen: SocketAddr,
     settings: &HttpSettings,
+    prefixes: &[String],
     hop: Hop,
     registry: Registry,
     shutdown: CancellationToken,
@@ -139,7 +180,7 @@ pub async fn launch(
         batch_bytes: settings.max_batch_body_bytes,
         batch_votes: settings.batch_max_votes,
     };
-    let front = Arc::new(Front { hop, limits, registry, readiness, metrics });
+    let front = Arc::new(Front { hop, prefixes: prefixes.to_vec(), limits, registry, readiness, metrics });
     let grace = Duration::from_secs(settings.shutdown_grace_secs.into());
     let connection_slots = Arc::new(Semaphore::new(settings.max_connections as usize));
     let stopped = tokio::spawn(serve(listener, front, connection_slots, shutdown, grace));
@@ -261,9 +302,11 @@ mod tests {
         };
         let (registry, shutdown) = (Registry::new(), CancellationToken::new());
         let hop = Arc::new(SlowYes { delay });
-        let running = launch("127.0.0.1:0".parse().unwrap(), &settings, hop, registry.clone(), shutdown.clone())
-            .await
-            .expect("a front");
+        let prefixes = ["/rest".to_owned(), "/rust".to_owned()];
+        let running =
+            launch("127.0.0.1:0".parse().unwrap(), &settings, &prefixes, hop, registry.clone(), shutdown.clone())
+                .await
+                .expect("a front");
         (running, shutdown, registry)
     }
 
@@ -286,6 +329,10 @@ mod tests {
         let (status, body) = json(post("/votes", "application/json; charset=utf-8", VOTE.into()).await.unwrap()).await;
         assert_eq!(status, 202, "{body}");
         assert!(Uuid::try_parse(body["vote_id"].as_str().unwrap()).is_ok(), "{body}");
+        for path in ["/", "/rest", "/rest/", "/rest/votes", "/rust/votes"] {
+            let (status, body) = json(post(path, "application/json", VOTE.into()).await.unwrap()).await;
+            assert_eq!(status, 202, "POST {path}: {body}");
+        }
 
         let batch = format!(r#"[{VOTE}, {{"band": ""}}]"#);
         let (status, body) = json(post("/votes/batch", "application/json", batch).await.unwrap()).await;
@@ -297,6 +344,8 @@ mod tests {
             (post("/votes", "application/json", "{\"band\": ".into()).await, 400, "malformed_json"),
             (post("/votes", "application/json", r#"{"band": "Blur"}"#.into()).await, 422, "missing_field"),
             (post("/nowhere", "application/json", VOTE.into()).await, 404, "not_found"),
+            (post("/grpc/votes", "application/json", VOTE.into()).await, 404, "not_found"),
+            (post("/restx", "application/json", VOTE.into()).await, 404, "not_found"),
             (http.get(url("/votes")).send().await, 404, "not_found"),
         ];
         for (response, want_status, want_error) in cases {
@@ -307,10 +356,42 @@ mod tests {
         let (status, body) = json(http.get(url("/healthz")).send().await.unwrap()).await;
         assert_eq!((status, body["live"].as_bool()), (200, Some(true)));
         let metrics = http.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains(r#"voteflow_http_requests_total{route="cast_vote",status="202"} 1"#), "{metrics}");
-        assert!(metrics.contains(r#"voteflow_http_requests_total{route="unmatched",status="404"} 2"#), "{metrics}");
+        assert!(metrics.contains(r#"voteflow_http_requests_total{route="cast_vote",status="202"} 6"#), "{metrics}");
+        assert!(metrics.contains(r#"voteflow_http_requests_total{route="unmatched",status="404"} 4"#), "{metrics}");
         shutdown.cancel();
         running.stopped.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn votes_are_answered_bare_and_under_the_fronts_own_prefixes_only() {
+        let prefixes = ["/rest".to_owned(), "/rust".to_owned()];
+        let cases = [
+            ("/votes", Some(VoteRoute::One)),
+            ("/", Some(VoteRoute::One)),
+            ("/votes/batch", Some(VoteRoute::Batch)),
+            ("/rest/votes", Some(VoteRoute::One)),
+            ("/rest/votes/batch", Some(VoteRoute::Batch)),
+            ("/rest", Some(VoteRoute::One)),
+            ("/rest/", Some(VoteRoute::One)),
+            ("/rust/votes", Some(VoteRoute::One)),
+            ("/rust", Some(VoteRoute::One)),
+            ("/restx", None),
+            ("/restx/votes", None),
+            ("/rest/nowhere", None),
+            ("/rest/rest/votes", None),
+            ("/grpc/votes", None),
+            ("/votes/", None),
+            ("/votesx", None),
+            ("/REST/votes", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(vote_route(path, &prefixes), want, "{path}");
+        }
+        assert_eq!(vote_route("/rest/votes", &[]), None, "a front without prefixes answers bare paths only");
+        assert!(parse_route_prefix("/grpc").is_ok());
+        for bad in ["", "/", "grpc", "/grpc/", "/g rpc"] {
+            assert!(parse_route_prefix(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

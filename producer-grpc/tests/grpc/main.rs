@@ -3,6 +3,7 @@
 //! consumer group, MongoDB database and Redis key prefix.
 
 mod bad_input;
+mod balance;
 mod batch;
 mod end_to_end;
 mod helpers;
