@@ -180,6 +180,7 @@ async fn run(
     else {
         return Ok(());
     };
+    tokio::spawn(close_history_every(tally.clone(), shutdown.clone()));
     let log = VoteLog::connect(&settings.mongodb_uri, &settings.mongodb_database)
         .await
         .context("Failed to parse MONGODB_URI")?;
@@ -187,6 +188,8 @@ async fn run(
         return Ok(());
     }
     let dead_letters = DeadLetters::new(&settings.kafka.brokers, &settings.dlq_topic)?;
+    // The dead-letter producer has written nothing yet, and nothing failed: up until a send fails.
+    metrics.sink_up.with_label_values(&[DLQ]).set(1);
     let consumer: GroupConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", &settings.group_id)
@@ -522,6 +525,21 @@ async fn close(consumer: Arc<GroupConsumer>, topic: String, processed: BTreeMap<
     });
     if tokio::time::timeout(deadline, closing).await.is_err() {
         tracing::warn!(?deadline, "Kafka consumer did not close within the deadline; leaving it behind");
+    }
+}
+
+/// Closes the minutes of history that are over while no batch comes to do it, so the
+/// last minutes of an evening reach the history streams too.
+async fn close_history_every(tally: Tally, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(crate::sink::tally::HISTORY_CLOSE_EVERY) => {},
+        }
+        if let Err(error) = tally.close_history().await {
+            // The batch path reports Redis failures (readiness, sink_up); this one retries next time.
+            tracing::debug!(%error, "closing the minutes of history failed");
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use voteflow_consumer::sink::tally::album_field;
 use voteflow_runtime::settings::{KafkaSettings, PublisherSettings};
 
 use self::generator::{Grpc, HttpJson, Ledger, Pace, Plan};
@@ -302,7 +303,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let hook_run = freshness_run.clone();
         let hook = Arc::new(move |i: u64, at: Instant| {
             if let Some(album) = Freshness::album(&hook_run, i) {
-                hook_freshness.accepted(album, at);
+                hook_freshness.accepted(album_field(&traffic::band(i), &album), at);
             }
         });
         // Each open-loop connection sends on its own fixed schedule, so one slow answer

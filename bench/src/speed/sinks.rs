@@ -206,14 +206,16 @@ pub const FRESHNESS_POLL: Duration = Duration::from_millis(5);
 pub const FRESHNESS_SAMPLE: u64 = 10;
 
 impl Freshness {
-    /// The album a tracked vote carries: unique, so its counter in `votes:album` shows
-    /// exactly when the consumer counted it. Untracked votes keep their own album.
+    /// The album a tracked vote carries: unique, so its counter in `votes:album` (field
+    /// `band — album`) shows exactly when the consumer counted it. Untracked votes keep
+    /// their own album.
     pub fn album(run: &str, i: u64) -> Option<String> {
         i.is_multiple_of(FRESHNESS_SAMPLE).then(|| format!("fresh-{run}-{i}"))
     }
 
-    pub fn accepted(&self, album: String, at: Instant) {
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(album, at);
+    /// A tracked vote was accepted at `at`; `album_field` is its `votes:album` field.
+    pub fn accepted(&self, album_field: String, at: Instant) {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(album_field, at);
     }
 
     /// Polls `votes:album` every [`FRESHNESS_POLL`] until `stop` and then until nothing is

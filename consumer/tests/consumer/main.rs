@@ -3,5 +3,6 @@
 
 mod dead_letters;
 mod helpers;
+mod history;
 mod mongo_wire;
 mod redelivery;
