@@ -1,13 +1,17 @@
-"""Locust load for voteflow: votes through the ingress to the REST path and the gRPC path,
-and straight to grpc-server over gRPC (grpcio, reported through Locust's request events).
+"""Locust load for voteflow, with the course's own traffic: votes through the ingress to the
+REST path, the gRPC path, the 50/50 split routes (`/votes` and `POST /`, what the course's
+locustfiles send), and straight to grpc-server over gRPC (grpcio, reported through
+Locust's request events).
 
     locust -f locust/locustfile.py --host http://INGRESS        # web UI on :8089
     locust -f locust/locustfile.py --host http://INGRESS --headless -u 50 -r 10 -t 5m
+    locust -f locust/locustfile.py --host http://INGRESS/grpc   # as the course runs it: POST /grpc/
 
 Environment: VOTEFLOW_GRPC_TARGET (host:port of grpc-server for the direct user, default
-127.0.0.1:3001), VOTEFLOW_TRAFFIC (a JSON file of votes in the course format, a list of
-{"name","album","year","rank"} with string values; default: generated), VOTEFLOW_USERS
-(comma list of user classes to run: rest,grpc,grpc_direct; default all).
+127.0.0.1:3001), VOTEFLOW_TRAFFIC (a JSON file of votes in any spelling the fronts accept:
+`name`, `artist` or `band`; `rank` or `ranked`; strings or numbers; default: generated in
+every spelling), VOTEFLOW_USERS (comma list of user classes to run:
+rest,grpc,split,root,grpc_direct; default all).
 """
 
 import json
@@ -34,10 +38,18 @@ CATALOGUE = [
     ("Björk", "Homogenic", 1997),
     ("Portishead", "Dummy", 1994),
 ]
+# The record spellings the fronts accept (proto/src/vote.rs): band, name or artist; rank or
+# ranked; strings or numbers. The course's files use name/rank and artist/ranked, as strings.
+SPELLINGS = [
+    lambda band, album, year, rank: {"name": band, "album": album, "year": str(year), "rank": f"{rank:.1f}"},
+    lambda band, album, year, rank: {"artist": band, "album": album, "year": str(year), "ranked": f"{rank:.1f}"},
+    lambda band, album, year, rank: {"band": band, "album": album, "year": year, "rank": rank},
+    lambda band, album, year, rank: {"artist": band, "album": album, "year": year, "ranked": rank},
+]
 
 
 def load_traffic():
-    """Votes in the course format: string values, `name` for the band."""
+    """Votes as the course's files write them, or generated in every spelling."""
     path = os.environ.get("VOTEFLOW_TRAFFIC")
     if path:
         with open(path, encoding="utf-8") as traffic:
@@ -45,11 +57,8 @@ def load_traffic():
         if not votes:
             raise SystemExit(f"{path}: no votes")
         return votes
-    return [
-        {"name": band, "album": album, "year": str(year), "rank": f"{rank / 2:.1f}"}
-        for band, album, year in CATALOGUE
-        for rank in range(0, 21)
-    ]
+    return [spell(band, album, year, step / 2)
+            for band, album, year in CATALOGUE for step in range(0, 21) for spell in SPELLINGS]
 
 
 TRAFFIC = load_traffic()
@@ -60,6 +69,16 @@ def next_vote():
     vote = dict(random.choice(TRAFFIC))
     vote["vote_id"] = str(uuid.uuid4())
     return vote
+
+
+def wire_fields(record):
+    """The gRPC Vote's fields from a record in any accepted spelling."""
+    band = next((record[k] for k in ("band", "name", "artist") if k in record), None)
+    rank = next((record[k] for k in ("rank", "ranked") if k in record), None)
+    if band is None or rank is None or "album" not in record or "year" not in record:
+        raise ValueError(f"a vote needs band|name|artist, album, year and rank|ranked: {record}")
+    return {"vote_id": record["vote_id"], "band": str(band), "album": str(record["album"]),
+            "year": int(float(record["year"])), "rank": float(rank)}
 
 
 class RestUser(HttpUser):
@@ -80,6 +99,27 @@ class GrpcPathUser(HttpUser):
     @task
     def vote(self):
         self.client.post("/grpc/votes", json=next_vote(), name="ingress /grpc/votes")
+
+
+class SplitUser(HttpUser):
+    """POST /votes through the ingress, which sends half to each path."""
+
+    wait_time = between(0.05, 0.15)
+
+    @task
+    def vote(self):
+        self.client.post("/votes", json=next_vote(), name="ingress /votes (split)")
+
+
+class RootUser(HttpUser):
+    """POST to the host's root, as the course's locustfiles do: split 50/50 with
+    --host http://INGRESS, or one path with --host http://INGRESS/grpc (or /rust, /rest)."""
+
+    wait_time = between(0.05, 0.15)
+
+    @task
+    def vote(self):
+        self.client.post("/", json=next_vote(), name="ingress POST / (split)")
 
 
 def grpc_stubs():
@@ -128,14 +168,7 @@ class GrpcDirectUser(User):
 
     @task
     def vote(self):
-        course = next_vote()
-        request = self.pb.Vote(
-            vote_id=course["vote_id"],
-            band=course["name"],
-            album=course["album"],
-            year=int(course["year"]),
-            rank=float(course["rank"]),
-        )
+        request = self.pb.Vote(**wire_fields(next_vote()))
         started = time.perf_counter()
         exception = None
         try:
@@ -152,9 +185,18 @@ class GrpcDirectUser(User):
         )
 
 
-_CHOSEN = os.environ.get("VOTEFLOW_USERS")
-if _CHOSEN:
-    _ALL = {"rest": RestUser, "grpc": GrpcPathUser, "grpc_direct": GrpcDirectUser}
-    for _name, _cls in _ALL.items():
-        if _name not in _CHOSEN.split(","):
-            _cls.abstract = True
+def _choose_users(chosen):
+    """Leaves only the user classes VOTEFLOW_USERS names (inside a function, so no loop
+    variable is left at module level for Locust to take for one more user class)."""
+    classes = {"rest": RestUser, "grpc": GrpcPathUser, "split": SplitUser, "root": RootUser,
+               "grpc_direct": GrpcDirectUser}
+    unknown = set(chosen) - set(classes)
+    if unknown:
+        raise SystemExit(f"VOTEFLOW_USERS: unknown user classes {sorted(unknown)}; known: {sorted(classes)}")
+    for name, cls in classes.items():
+        if name not in chosen:
+            cls.abstract = True
+
+
+if os.environ.get("VOTEFLOW_USERS"):
+    _choose_users(os.environ["VOTEFLOW_USERS"].split(","))
