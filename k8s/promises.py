@@ -42,7 +42,7 @@ KAFKA_BROKERS = {"gke": 3, "gke-keda": 3, "gke-gateway": 3, "local": 1}
 ALLOWED_CLIENTS = {
     "kafka": {"rest-server", "grpc-server", "consumer", "kafka-topics", "kafka"},
     "redis": {"consumer", "grafana"},
-    "mongodb": {"consumer"},
+    "mongodb": {"consumer", "mongodb-users"},
 }
 # Clients from outside the namespace: (namespace, pod labels) or an address.
 INGRESS_NGINX = {"namespace": "ingress-nginx", "labels": {"app.kubernetes.io/name": "ingress-nginx"}}
@@ -365,6 +365,36 @@ def main():
             check(http.get("requestPath") == "/readyz" and http.get("port") == port,
                   f"{front}: the load balancer's health check is {http or 'GET / (the default, a 404)'}, not /readyz on {port}")
     check(gateway or not by_kind.get("HTTPRoute"), "HTTPRoutes without a Gateway")
+
+    # The inspectors' users: each Redis user of the users file gets its password, and the
+    # MongoDB reader is made read-only on the database the consumer writes.
+    configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
+    redis_set = statefulsets.get("redis")
+    if redis_set:
+        pod = redis_set["spec"]["template"]["spec"]
+        mounted = {v["name"]: v.get("configMap", {}).get("name") for v in pod.get("volumes", [])}
+        mounts = {m["mountPath"]: mounted.get(m["name"]) for m in pod["containers"][0].get("volumeMounts", [])}
+        users_map = configmaps.get(mounts.get("/etc/redis") or "", {}).get("data", {})
+        script = " ".join(pod["containers"][0].get("args", []))
+        check("users.acl" in users_map and "/etc/redis/users.acl" in script,
+              "redis: does not load its users file (/etc/redis/users.acl from the redis-users ConfigMap)")
+        env = {e["name"] for e in pod["containers"][0].get("env", [])}
+        for line in users_map.get("users.acl", "").splitlines():
+            if line.strip() and not line.startswith("#"):
+                user = line.split()[0]
+                check(f"{user.upper().replace('-', '_')}_PASSWORD" in env, f"redis: user {user} has no password variable")
+    users_job = next((j for j in by_kind.get("Job", []) if j["metadata"]["name"] == "mongodb-users"), None)
+    check(users_job is not None, "no mongodb-users Job: Compass would need the root user")
+    if users_job:
+        pod = users_job["spec"]["template"]["spec"]
+        env = env_of(pod["containers"][0])
+        consumer_db = consumer_env.get("MONGODB_DATABASE", "voteflow")
+        check(env.get("MONGODB_DATABASE") == consumer_db,
+              f"mongodb-users: makes its reader for {env.get('MONGODB_DATABASE')}, the consumer writes {consumer_db}")
+        scripts = [configmaps.get(v.get("configMap", {}).get("name"), {}).get("data", {}) for v in pod.get("volumes", [])]
+        reader = next((s["reader.js"] for s in scripts if "reader.js" in s), "")
+        roles = re.findall(r"role:\s*'(\w+)'", reader)
+        check(roles == ["read"], f"mongodb-users: the reader gets roles {roles}, want only read")
 
     check(not by_kind.get("Secret"), "Secrets are in the manifests: credentials must be created in the cluster")
 
