@@ -38,7 +38,7 @@ CATALOGUE = [
     ("Björk", "Homogenic", 1997),
     ("Portishead", "Dummy", 1994),
 ]
-# The record spellings the fronts accept (proto/src/vote.rs): band, name or artist; rank or
+# The record spellings the fronts accept (domain/src/vote.rs): band, name or artist; rank or
 # ranked; strings or numbers. The course's files use name/rank and artist/ranked, as strings.
 SPELLINGS = [
     lambda band, album, year, rank: {"name": band, "album": album, "year": str(year), "rank": f"{rank:.1f}"},

@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
 use mongodb::bson::{Document, doc};
 use redis::AsyncCommands as _;
+use voteflow_consumer::sink::tally::TallyKeys;
 
 pub struct Sinks {
     redis: redis::aio::MultiplexedConnection,
+    keys: TallyKeys,
     prefix: String,
     database: mongodb::Database,
     votes: mongodb::Collection<Document>,
@@ -18,21 +20,21 @@ pub struct Sinks {
 
 impl Sinks {
     pub async fn connect(redis_url: &str, prefix: &str, mongodb_uri: &str, database: &str) -> anyhow::Result<Self> {
-        let redis = voteflow_consumer::testing::checking_redis(redis_url).await?;
+        let redis = voteflow_testkit::checking_redis(redis_url).await?;
         let database = mongodb::Client::with_uri_str(mongodb_uri).await?.database(database);
-        let votes = database.collection("votes");
-        Ok(Self { redis, prefix: prefix.to_owned(), database, votes })
+        let votes = database.collection(voteflow_consumer::sink::vote_log::COLLECTION);
+        Ok(Self { redis, keys: TallyKeys::new(prefix), prefix: prefix.to_owned(), database, votes })
     }
 
     /// The all-time Redis vote counter.
     pub async fn total(&self) -> anyhow::Result<u64> {
-        let total: Option<u64> = self.redis.clone().get(format!("{}total", self.prefix)).await?;
+        let total: Option<u64> = self.redis.clone().get(&self.keys.total).await?;
         Ok(total.unwrap_or(0))
     }
 
     /// Votes counted per band (`votes:band`).
     pub async fn band_counts(&self) -> anyhow::Result<HashMap<String, u64>> {
-        Ok(self.redis.clone().hgetall(format!("{}votes:band", self.prefix)).await?)
+        Ok(self.redis.clone().hgetall(&self.keys.by_band).await?)
     }
 
     /// Every vote-log document as (vote_id, band).

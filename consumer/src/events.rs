@@ -2,6 +2,7 @@
 //! Labels stay low-cardinality: path (grpc|rest), sink, reason; never a vote or band.
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use voteflow_service::metrics::latency_buckets;
 
 /// `voteflow_consumer_stage_seconds`, one series per stage, resolved once.
 #[derive(Clone)]
@@ -49,7 +50,7 @@ impl ConsumerMetrics {
                 "voteflow_consumer_stage_seconds",
                 "Time a batch spends in each stage (wait, fill, mongo, redis).",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            .buckets(latency_buckets()),
             &["stage"],
         )?;
         registry.register(Box::new(stages.clone()))?;
@@ -65,7 +66,7 @@ impl ConsumerMetrics {
             )?,
             batch_seconds: Histogram::with_opts(
                 HistogramOpts::new("voteflow_consumer_batch_seconds", "Time to write a batch to every sink.")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                    .buckets(latency_buckets()),
             )?,
             stage_seconds: StageSeconds {
                 wait: stages.with_label_values(&["wait"]),

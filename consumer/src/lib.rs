@@ -8,7 +8,10 @@
 //! - [`sink::vote_log`]: MongoDB documents, one unordered insert_many per batch.
 //! - [`dead_letters`]: records that cannot be decoded go to the DLQ topic.
 //! - [`events`]: every metric the consumer exports, in one place.
-//! - [`testing`]: an isolated consumer and sink readers for integration tests.
+//!
+//! Builds on `voteflow-domain` (the record) and `voteflow-service` (settings, health, the
+//! admin endpoints, the Kafka readiness check); no web framework. Test support lives in
+//! `voteflow-testkit`.
 //!
 //! Guarantee (this stage): exactly-once effect on both sinks. Kafka delivers at least
 //! once (offsets are committed only after MongoDB and Redis both took the batch, and the
@@ -21,6 +24,5 @@ pub mod events;
 pub mod pipeline;
 pub mod settings;
 pub mod sink;
-pub mod testing;
 
 pub use pipeline::launch;

@@ -22,7 +22,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,12 +32,13 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{BorrowedMessage, Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use voteflow_proto::AcceptedRecord;
-use voteflow_proto::record::PATH_HEADER;
-use voteflow_runtime::admin;
-use voteflow_runtime::health::Readiness;
+use voteflow_domain::AcceptedRecord;
+use voteflow_domain::record::PATH_HEADER;
+use voteflow_service::admin;
+use voteflow_service::health::{self, Readiness};
+use voteflow_service::kafka::{KAFKA_CHECK, blocking_probe, topic_answers};
+use voteflow_service::process::Running;
 
 use crate::dead_letters::DeadLetters;
 use crate::events::ConsumerMetrics;
@@ -47,21 +47,14 @@ use crate::sink::Consumed;
 use crate::sink::tally::Tally;
 use crate::sink::vote_log::VoteLog;
 
-const KAFKA: &str = "kafka";
+const KAFKA: &str = KAFKA_CHECK;
 const REDIS: &str = "redis";
 const MONGO: &str = "mongo";
 const DLQ: &str = "kafka_dlq";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// A launched consumer.
-pub struct Running {
-    /// Where /healthz, /readyz and /metrics are served.
-    pub admin_addr: SocketAddr,
-    /// Finishes when the consumer has drained, committed and left the group.
-    pub stopped: JoinHandle<anyhow::Result<()>>,
-}
-
 /// Starts the admin server and the batch loop; returns once the admin server listens.
+/// `stopped` finishes when the consumer has drained, committed and left the group.
 pub async fn launch(
     settings: ConsumerSettings,
     registry: Registry,
@@ -74,9 +67,16 @@ pub async fn launch(
     let admin_addr = listener.local_addr()?;
     let metrics = ConsumerMetrics::register(&registry)?;
     let readiness = Readiness::with_checks(&[KAFKA, REDIS, MONGO]);
+    tracing::info!(
+        brokers = %settings.kafka.brokers,
+        topic = %settings.kafka.topic,
+        redis = %settings.redis_url,
+        mongodb = %settings.mongodb_uri,
+        "consumer counts into Redis and logs into MongoDB"
+    );
     tokio::spawn(admin::serve(listener, registry, readiness.clone(), shutdown.clone()));
     let stopped = tokio::spawn(run(settings, metrics, readiness, shutdown));
-    Ok(Running { admin_addr, stopped })
+    Ok(Running { addr: admin_addr, admin_addr, stopped })
 }
 
 /// A record as received: decoded, or kept whole for the dead-letter topic.
@@ -176,12 +176,13 @@ async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let retry = Retry { metrics: &metrics, readiness: &readiness, shutdown: &shutdown };
-    let Some(tally) = retry.until_ok(REDIS, || Tally::connect(&settings.redis_url, &settings.redis_key_prefix)).await
+    let Some(tally) =
+        retry.until_ok(REDIS, || Tally::connect(settings.redis_url.expose(), &settings.redis_key_prefix)).await
     else {
         return Ok(());
     };
     tokio::spawn(close_history_every(tally.clone(), shutdown.clone()));
-    let log = VoteLog::connect(&settings.mongodb_uri, &settings.mongodb_database)
+    let log = VoteLog::connect(settings.mongodb_uri.expose(), &settings.mongodb_database)
         .await
         .context("Failed to parse MONGODB_URI")?;
     if retry.until_ok(MONGO, || log.ensure_indexes()).await.is_none() {
@@ -450,8 +451,8 @@ fn receive(message: &BorrowedMessage<'_>) -> Received {
         Ok(record) => Received::Vote(Consumed { record, partition: message.partition(), offset: message.offset() }),
         Err(error) => {
             let kind = match error {
-                voteflow_proto::RecordError::InvalidVote(_) => "invalid_vote",
-                voteflow_proto::RecordError::BadPath => "bad_path",
+                voteflow_domain::RecordError::InvalidVote(_) => "invalid_vote",
+                voteflow_domain::RecordError::BadPath => "bad_path",
                 _ => "undecodable",
             };
             Received::Undecodable { message: message.detach(), reason: error.to_string(), kind }
@@ -544,21 +545,11 @@ async fn close_history_every(tally: Tally, shutdown: CancellationToken) {
 }
 
 async fn watch_kafka(consumer: Arc<GroupConsumer>, topic: String, readiness: Readiness, shutdown: CancellationToken) {
-    loop {
-        let (probe, topic_name) = (consumer.clone(), topic.clone());
-        let reachable = tokio::task::spawn_blocking(move || {
-            probe.fetch_metadata(Some(&topic_name), Duration::from_secs(2)).is_ok_and(|metadata| {
-                metadata.topics().iter().any(|t| t.error().is_none() && !t.partitions().is_empty())
-            })
-        })
-        .await
-        .unwrap_or(false);
-        readiness.set(KAFKA, reachable);
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {},
-        }
-    }
+    let probe = || {
+        let (consumer, topic) = (consumer.clone(), topic.clone());
+        blocking_probe(move || topic_answers(consumer.client(), &topic, Duration::from_secs(2)))
+    };
+    health::watch(readiness, KAFKA, Duration::from_secs(5), probe, shutdown).await;
 }
 
 impl Sinks {

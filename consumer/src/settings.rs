@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use voteflow_runtime::settings::{KafkaSettings, LogSettings};
+use voteflow_service::process::ServiceSettings;
+use voteflow_service::settings::{KafkaSettings, LogSettings, SecretUrl};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -34,15 +35,15 @@ pub struct ConsumerSettings {
     /// this long before Redis counts it; a backlog fills batches without waiting.
     #[arg(long, env = "BATCH_MAX_WAIT_MS", default_value_t = 15)]
     pub batch_max_wait_ms: u64,
-    /// Redis holding the live tallies.
+    /// Redis holding the live tallies (`redis://[user:password@]host:port/`).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// Prefix of every Redis key the consumer writes.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "voteflow:")]
     pub redis_key_prefix: String,
-    /// MongoDB (or MongoDB-wire server) holding the vote log.
+    /// MongoDB (or MongoDB-wire server) holding the vote log (`mongodb://[user:password@]host:port/`).
     #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
-    pub mongodb_uri: String,
+    pub mongodb_uri: SecretUrl,
     /// Database of the vote log (collection `votes`).
     #[arg(long, env = "MONGODB_DATABASE", default_value = "voteflow")]
     pub mongodb_database: String,
@@ -87,6 +88,17 @@ impl ConsumerSettings {
             return Err("BATCH_MAX_VOTES must be at least 1".to_owned());
         }
         Ok(())
+    }
+}
+
+impl ServiceSettings for ConsumerSettings {
+    fn log(&self) -> &LogSettings {
+        &self.log
+    }
+
+    /// The drain's own deadline, and a margin to leave the group.
+    fn stop_deadline(&self) -> Duration {
+        self.shutdown_deadline() + Duration::from_secs(2)
     }
 }
 

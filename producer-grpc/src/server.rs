@@ -8,28 +8,30 @@
 //! RESOURCE_EXHAUSTED when overloaded or a message is too large. On shutdown the health
 //! service turns NOT_SERVING first, then in-flight calls finish and the producer flushes.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use chrono::Utc;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use voteflow_proto::pb::vote_service_server::{VoteService, VoteServiceServer};
-use voteflow_proto::pb::{self, CastVoteReply, CastVotesSummary, VoteResult};
-use voteflow_proto::{AcceptedRecord, Vote, VotePath};
-use voteflow_runtime::admin;
-use voteflow_runtime::health::Readiness;
-use voteflow_runtime::kafka::{KAFKA_CHECK, PublishError, Publisher};
+use voteflow_domain::pb::{self, CastVoteReply, CastVotesSummary, VoteResult};
+use voteflow_domain::{AcceptedRecord, ItemOutcome, Refusal, Vote, VotePath, batch};
+use voteflow_service::admin;
+use voteflow_service::health::Readiness;
+use voteflow_service::kafka::{KAFKA_CHECK, Publisher};
+use voteflow_service::metrics::latency_buckets;
+use voteflow_service::process::Running;
 
+use crate::rpc::vote_service_server::{VoteService, VoteServiceServer};
 use crate::settings::ServerSettings;
-use crate::status::{RpcError, normalize, normalize_response};
+use crate::status::{normalize, normalize_response, to_status};
+
+/// How long the producer gets to deliver what is queued once the server stopped.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Calls by method and status code, and their latency by method.
 #[derive(Clone)]
@@ -46,7 +48,7 @@ impl RpcMetrics {
         )?;
         let latency = HistogramVec::new(
             HistogramOpts::new("voteflow_grpc_request_seconds", "Time to answer a gRPC call, by method.")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                .buckets(latency_buckets()),
             &["method"],
         )?;
         registry.register(Box::new(calls.clone()))?;
@@ -70,57 +72,42 @@ struct VoteHandler {
     metrics: RpcMetrics,
 }
 
-fn accept(wire: pb::Vote) -> Result<AcceptedRecord, RpcError> {
-    let vote = Vote::try_from(wire)?;
-    Ok(AcceptedRecord { vote, accepted_at: Utc::now(), path: VotePath::Grpc })
+/// One vote result of a CastVotes summary.
+fn vote_result(index: usize, outcome: ItemOutcome) -> VoteResult {
+    let mut result = VoteResult { index: index as u32, ..VoteResult::default() };
+    match outcome {
+        Ok(vote_id) => {
+            result.accepted = true;
+            result.vote_id = vote_id.to_string();
+        }
+        Err(refusal) => {
+            result.error_code = refusal.code.as_str().to_owned();
+            result.error_field = refusal.field.unwrap_or_default();
+            result.error_message = refusal.message;
+        }
+    }
+    result
 }
 
 impl VoteHandler {
-    async fn cast_one(&self, wire: pb::Vote) -> Result<CastVoteReply, RpcError> {
-        let record = accept(wire)?;
+    async fn cast_one(&self, wire: pb::Vote) -> Result<CastVoteReply, Refusal> {
+        let vote = Vote::try_from(wire)?;
+        let record = AcceptedRecord { vote, accepted_at: chrono::Utc::now(), path: VotePath::Grpc };
         self.publisher.publish(&record).await?;
         Ok(CastVoteReply { vote_id: record.vote.vote_id().to_string() })
     }
 
     async fn cast_many(&self, mut stream: Streaming<pb::Vote>) -> Result<CastVotesSummary, Status> {
-        let mut validated = Vec::new();
+        let mut parsed = Vec::new();
         while let Some(wire) = stream.message().await.map_err(normalize)? {
-            if validated.len() == self.batch_max_votes {
-                return Err(RpcError::TooManyVotes { limit: self.batch_max_votes }.into());
+            if parsed.len() == self.batch_max_votes {
+                return Err(to_status(&batch::too_many(self.batch_max_votes, None)));
             }
-            validated.push(accept(wire));
+            parsed.push(Vote::try_from(wire).map_err(Refusal::from));
         }
-        let records: Vec<AcceptedRecord> = validated.iter().filter_map(|item| item.as_ref().ok().cloned()).collect();
-        let mut published = self.publisher.publish_batch(&records).await.into_iter().zip(&records);
-        let results: Vec<VoteResult> = validated
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| {
-                let outcome = match item {
-                    Ok(_) => match published.next() {
-                        Some((Ok(_), record)) => Ok(record.vote.vote_id()),
-                        Some((Err(error), _)) => Err(RpcError::NotAccepted(error)),
-                        // publish_batch gives one result per record; never a panic if it did not.
-                        None => Err(RpcError::NotAccepted(PublishError::Closed)),
-                    },
-                    Err(error) => Err(error),
-                };
-                let mut result = VoteResult { index: index as u32, ..VoteResult::default() };
-                match outcome {
-                    Ok(vote_id) => {
-                        result.accepted = true;
-                        result.vote_id = vote_id.to_string();
-                    }
-                    Err(error) => {
-                        let item = error.to_item_error();
-                        result.error_code = item.error;
-                        result.error_field = item.field.unwrap_or_default();
-                        result.error_message = item.message;
-                    }
-                }
-                result
-            })
-            .collect();
+        let outcomes = self.publisher.accept_batch(parsed, VotePath::Grpc).await;
+        let results: Vec<VoteResult> =
+            outcomes.into_iter().enumerate().map(|(index, outcome)| vote_result(index, outcome)).collect();
         let accepted = results.iter().filter(|result| result.accepted).count() as u32;
         Ok(CastVotesSummary { accepted, rejected: results.len() as u32 - accepted, results })
     }
@@ -130,7 +117,8 @@ impl VoteHandler {
 impl VoteService for VoteHandler {
     async fn cast_vote(&self, request: Request<pb::Vote>) -> Result<Response<CastVoteReply>, Status> {
         let started = Instant::now();
-        let result = self.cast_one(request.into_inner()).await.map(Response::new).map_err(Status::from);
+        let result =
+            self.cast_one(request.into_inner()).await.map(Response::new).map_err(|refusal| to_status(&refusal));
         self.metrics.observe("CastVote", &result, started);
         result
     }
@@ -143,39 +131,33 @@ impl VoteService for VoteHandler {
     }
 }
 
-/// A running grpc-server.
-pub struct GrpcServer {
-    pub addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    stopped: JoinHandle<anyhow::Result<()>>,
-}
-
-impl GrpcServer {
-    /// Waits until the server has stopped (after shutdown) and flushed the producer.
-    pub async fn stopped(self) -> anyhow::Result<()> {
-        self.stopped.await.context("grpc-server task failed")?
-    }
-}
-
-/// Mirrors readiness (Kafka reachable, not shutting down) into the gRPC health service.
+/// Mirrors readiness (Kafka reachable, not shutting down) into the gRPC health service,
+/// as it changes.
 async fn sync_health(reporter: HealthReporter, readiness: Readiness, shutdown: CancellationToken) {
+    let mut changes = readiness.subscribe();
     loop {
-        let status = if readiness.is_ready() { ServingStatus::Serving } else { ServingStatus::NotServing };
-        reporter.set_service_status("", status).await;
-        reporter.set_service_status("voteflow.v1.VoteService", status).await;
+        let status = if *changes.borrow_and_update() { ServingStatus::Serving } else { ServingStatus::NotServing };
+        set_health(&reporter, status).await;
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(500)) => {},
+            changed = changes.changed() => if changed.is_err() { return },
         }
     }
 }
 
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status("voteflow.v1.VoteService", status).await;
+}
+
 /// Starts grpc-server and its admin server; returns once both listen.
+/// `stopped` finishes once calls in flight finished (within the grace period) and the
+/// producer flushed.
 pub async fn launch(
-    settings: &ServerSettings,
+    settings: ServerSettings,
     registry: Registry,
     shutdown: CancellationToken,
-) -> anyhow::Result<GrpcServer> {
+) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("Failed to bind the gRPC address {}", settings.listen))?;
@@ -200,8 +182,7 @@ pub async fn launch(
         async move {
             shutdown.cancelled().await;
             readiness.begin_shutdown();
-            reporter.set_service_status("", ServingStatus::NotServing).await;
-            reporter.set_service_status("voteflow.v1.VoteService", ServingStatus::NotServing).await;
+            set_health(&reporter, ServingStatus::NotServing).await;
         }
     };
     let serving = tonic::transport::Server::builder()
@@ -217,6 +198,7 @@ pub async fn launch(
             stop_serving,
         );
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    tracing::info!(brokers = %settings.publisher.kafka.brokers, topic = %settings.publisher.kafka.topic, "grpc-server produces to Kafka");
     let stopped = tokio::spawn(async move {
         let result = tokio::select! {
             result = serving => result.context("gRPC server failed"),
@@ -225,8 +207,8 @@ pub async fn launch(
                 Ok(())
             }
         };
-        publisher.flush(Duration::from_secs(5)).await;
+        publisher.flush(FLUSH_TIMEOUT).await;
         result
     });
-    Ok(GrpcServer { addr, admin_addr, stopped })
+    Ok(Running { addr, admin_addr, stopped })
 }

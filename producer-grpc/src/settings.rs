@@ -4,14 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use voteflow_runtime::http::HttpSettings;
-use voteflow_runtime::settings::{LogSettings, PublisherSettings};
+use voteflow_http::settings::FrontArgs;
+use voteflow_service::process::ServiceSettings;
+use voteflow_service::settings::{LogSettings, PublisherSettings};
 
 /// grpc-client: the gRPC path's HTTP front.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "grpc-client",
     version,
+    mut_arg("listen", |arg| arg.required(false).env("GRPC_CLIENT_LISTEN").default_value("127.0.0.1:3000")),
+    mut_arg("server_url", |arg| arg.required(false).env("GRPC_SERVER_URL").default_value("http://127.0.0.1:3001").help(SERVER_URL_HELP)),
+    mut_arg("route_prefixes", |arg| arg.default_value("/grpc")),
     about = "voteflow gRPC-path front: validates POST /votes (JSON) and forwards each vote to grpc-server over gRPC",
     long_about = "voteflow gRPC-path front. The same HTTP front as rest-client (POST /votes, POST /votes/batch, \
         the same JSON, validation and errors), forwarding over one long-lived multiplexed HTTP/2 channel per \
@@ -20,35 +24,25 @@ use voteflow_runtime::settings::{LogSettings, PublisherSettings};
         {\\\"vote_id\\\"} once Kafka has the vote, 503 with Retry-After when it was not accepted. Also serves GET \
         /healthz, /readyz and /metrics. Every flag can be set by the env var shown."
 )]
-pub struct ClientSettings {
-    /// Address to serve on.
-    #[arg(long, env = "GRPC_CLIENT_LISTEN", default_value = "127.0.0.1:3000")]
-    pub listen: SocketAddr,
-    /// URL of grpc-server (http://host:port), or several, comma separated. Every address a
-    /// host resolves to is a server (a headless Service's name lists its ready pods), looked
-    /// up again every 5 s; calls go to the serving one with the fewest calls in flight.
-    #[arg(long, env = "GRPC_SERVER_URL", default_value = "http://127.0.0.1:3001")]
-    pub server_url: String,
-    /// Longest wait for grpc-server's answer, in ms; keep it above its Kafka delivery bound.
-    #[arg(long, env = "UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
-    pub upstream_timeout_ms: u64,
-    /// Path prefixes this front also answers its vote routes under (`POST /grpc/votes`,
-    /// `POST /grpc`), comma separated: the ingress passes paths on unchanged
-    /// (k8s/routes.yaml).
-    #[arg(long, env = "ROUTE_PREFIXES", default_value = "/grpc", value_delimiter = ',',
-          value_parser = voteflow_runtime::front::parse_route_prefix)]
-    pub route_prefixes: Vec<String>,
+pub struct FrontSettings {
     #[command(flatten)]
-    pub http: HttpSettings,
-    #[command(flatten)]
-    pub log: LogSettings,
+    pub front: FrontArgs,
 }
 
-impl ClientSettings {
-    pub fn upstream_timeout(&self) -> Duration {
-        Duration::from_millis(self.upstream_timeout_ms)
+impl ServiceSettings for FrontSettings {
+    fn log(&self) -> &LogSettings {
+        &self.front.log
+    }
+
+    fn stop_deadline(&self) -> Duration {
+        self.front.http.stop_deadline()
     }
 }
+
+/// `--server-url`'s help: grpc-client spreads calls over every address the URLs name.
+const SERVER_URL_HELP: &str = "URL of grpc-server (http://host:port), or several, comma separated. Every address a \
+    host resolves to is a server (a headless Service's name lists its ready pods), looked up again every 5 s; calls \
+    go to the serving one with the fewest calls in flight.";
 
 /// grpc-server: the gRPC path's producer server.
 #[derive(Debug, Clone, clap::Parser)]
@@ -88,6 +82,17 @@ pub struct ServerSettings {
     pub log: LogSettings,
 }
 
+impl ServiceSettings for ServerSettings {
+    fn log(&self) -> &LogSettings {
+        &self.log
+    }
+
+    /// The grace, and a margin for the producer's flush.
+    fn stop_deadline(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs + 6)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -96,11 +101,12 @@ mod tests {
 
     #[test]
     fn settings_are_consistent_and_defaults_parse() {
-        ClientSettings::command().debug_assert();
+        FrontSettings::command().debug_assert();
         ServerSettings::command().debug_assert();
-        let client = <ClientSettings as clap::Parser>::try_parse_from(["grpc-client"]).unwrap();
+        let front = <FrontSettings as clap::Parser>::try_parse_from(["grpc-client"]).unwrap();
         let server = <ServerSettings as clap::Parser>::try_parse_from(["grpc-server"]).unwrap();
-        assert_eq!((client.listen.port(), server.listen.port()), (3000, 3001));
-        assert!(client.upstream_timeout() > server.publisher.delivery_timeout());
+        assert_eq!((front.front.listen.port(), server.listen.port()), (3000, 3001));
+        assert_eq!(front.front.route_prefixes, ["/grpc"]);
+        assert!(front.front.upstream_timeout() > server.publisher.delivery_timeout());
     }
 }

@@ -1,70 +1,28 @@
-//! The one place where gRPC errors are decided: what grpc-server answers for each failure
-//! (with `voteflow-error` and `voteflow-field` metadata naming the code and the field),
-//! how transport-level statuses are brought in line with that contract, and how
-//! grpc-client turns a Status into the same HTTP answer rest-client would give.
+//! The one place gRPC statuses are decided: a refusal of the domain's vocabulary becomes a
+//! `tonic::Status` (its gRPC code, with `voteflow-error` and `voteflow-field` metadata
+//! naming the code and the field), statuses the transport writes are brought in line with
+//! that contract, and a Status from grpc-server becomes the refusal grpc-client answers.
 
 use http_body_util::BodyExt as _;
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
-use voteflow_proto::VoteError;
-use voteflow_runtime::batch::ItemError;
-use voteflow_runtime::http::ApiError;
-use voteflow_runtime::http::error::RETRY_AFTER_SECS;
-use voteflow_runtime::kafka::PublishError;
+use voteflow_domain::refusal::{GRPC_CODE_KEY, GRPC_FIELD_KEY};
+use voteflow_domain::{ErrorCode, GrpcCode, Refusal};
+use voteflow_http::ApiError;
 
-/// Metadata key of the stable error code (as in the HTTP fronts' JSON errors).
-pub const CODE_KEY: &str = "voteflow-error";
-/// Metadata key of the field at fault.
-pub const FIELD_KEY: &str = "voteflow-field";
-
-/// Why grpc-server did not accept a vote or a stream.
-#[derive(Debug, thiserror::Error)]
-pub enum RpcError {
-    #[error("a CastVotes stream holds at most {limit} votes")]
-    TooManyVotes { limit: usize },
-    #[error(transparent)]
-    InvalidVote(#[from] VoteError),
-    #[error("vote not accepted: {0}")]
-    NotAccepted(#[from] PublishError),
+/// The Status grpc-server answers for a refusal.
+pub fn to_status(refusal: &Refusal) -> Status {
+    let mut status = Status::new(tonic_code(refusal.code.grpc_code()), refusal.message.clone());
+    let metadata = status.metadata_mut();
+    metadata.insert(GRPC_CODE_KEY, MetadataValue::from_static(refusal.code.as_str()));
+    if let Some(field) = refusal.field.as_deref().and_then(|field| MetadataValue::try_from(field).ok()) {
+        metadata.insert(GRPC_FIELD_KEY, field);
+    }
+    status
 }
 
-impl RpcError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            RpcError::TooManyVotes { .. } => "batch_too_large",
-            RpcError::InvalidVote(error) => error.problem.code(),
-            RpcError::NotAccepted(PublishError::Overloaded) => "overloaded",
-            RpcError::NotAccepted(_) => "kafka_unavailable",
-        }
-    }
-
-    pub fn to_item_error(&self) -> ItemError {
-        ItemError {
-            error: self.code().to_owned(),
-            field: match self {
-                RpcError::InvalidVote(error) => Some(error.field.to_owned()),
-                _ => None,
-            },
-            message: self.to_string(),
-        }
-    }
-}
-
-impl From<RpcError> for Status {
-    fn from(error: RpcError) -> Self {
-        let mut status = match &error {
-            RpcError::TooManyVotes { .. } | RpcError::NotAccepted(PublishError::Overloaded) => {
-                Status::resource_exhausted(error.to_string())
-            }
-            RpcError::InvalidVote(_) => Status::invalid_argument(error.to_string()),
-            RpcError::NotAccepted(_) => Status::unavailable(error.to_string()),
-        };
-        let metadata = status.metadata_mut();
-        metadata.insert(CODE_KEY, tonic::metadata::MetadataValue::from_static(error.code()));
-        if let RpcError::InvalidVote(vote_error) = &error {
-            metadata.insert(FIELD_KEY, tonic::metadata::MetadataValue::from_static(vote_error.field));
-        }
-        status
-    }
+fn tonic_code(code: GrpcCode) -> Code {
+    Code::from_i32(code as i32)
 }
 
 /// Brings statuses produced by the transport into the contract: a message over the size
@@ -112,55 +70,65 @@ fn metadata<'a>(status: &'a Status, key: &str) -> Option<&'a str> {
     status.metadata().get(key).and_then(|value| value.to_str().ok())
 }
 
-/// The HTTP answer grpc-client gives for a Status from grpc-server: the same status codes
-/// and JSON body rest-client relays from rest-server.
+/// The refusal grpc-client answers for a Status from grpc-server: grpc-server's own code
+/// when it named one (so the HTTP answer is the one rest-client relays from rest-server);
+/// otherwise what the gRPC code says about the hop.
 pub fn to_api_error(status: Status) -> ApiError {
-    let code = metadata(&status, CODE_KEY).map(str::to_owned);
-    let field = metadata(&status, FIELD_KEY).map(str::to_owned);
-    let relay = |http_status: u16, code: &str, retry_after: Option<String>| {
-        let mut body = serde_json::json!({"error": code, "message": status.message()});
-        if let Some(field) = &field {
-            body["field"] = serde_json::Value::String(field.clone());
-        }
-        ApiError::Relayed { status: http_status, body: body.to_string(), retry_after }
-    };
-    let retry = || Some(RETRY_AFTER_SECS.to_string());
-    match (status.code(), code.as_deref()) {
-        (Code::InvalidArgument, code) => relay(422, code.unwrap_or("invalid_field"), None),
-        (Code::ResourceExhausted, Some("batch_too_large")) => relay(413, "batch_too_large", None),
-        (Code::ResourceExhausted, _) => relay(503, "overloaded", retry()),
-        (Code::Unavailable, Some(code)) => relay(503, code, retry()),
-        (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown, _) => {
-            ApiError::NextHopUnavailable(format!("grpc-server: {}", status.message()))
-        }
-        (other, _) => ApiError::NextHopBroken(format!("grpc-server answered {other:?}: {}", status.message())),
+    if let Some(code) = metadata(&status, GRPC_CODE_KEY).and_then(ErrorCode::parse) {
+        let field = metadata(&status, GRPC_FIELD_KEY).map(str::to_owned);
+        return ApiError::Refused(Refusal { code, field, message: status.message().to_owned() });
     }
+    let code = match status.code() {
+        Code::InvalidArgument => ErrorCode::InvalidBody,
+        Code::ResourceExhausted => ErrorCode::Overloaded,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+            return ApiError::next_hop_unavailable(format!("grpc-server: {}", status.message()));
+        }
+        other => return ApiError::next_hop_broken(format!("grpc-server answered {other:?}: {}", status.message())),
+    };
+    ApiError::Refused(Refusal::new(code, status.message()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use voteflow_service::kafka::PublishError;
+
     use super::*;
 
     #[test]
-    fn invalid_votes_carry_code_and_field_both_ways() {
-        let vote_error = voteflow_proto::Vote::try_from(voteflow_proto::pb::Vote::default()).unwrap_err();
-        let status = Status::from(RpcError::from(vote_error));
+    fn refusals_carry_code_and_field_both_ways() {
+        let vote_error = voteflow_domain::Vote::try_from(voteflow_domain::pb::Vote::default()).unwrap_err();
+        let status = to_status(&Refusal::from(vote_error));
         assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(metadata(&status, FIELD_KEY), Some("band"));
+        assert_eq!(
+            (metadata(&status, GRPC_CODE_KEY), metadata(&status, GRPC_FIELD_KEY)),
+            (Some("invalid_field"), Some("band"))
+        );
         let answer = to_api_error(status);
-        assert_eq!(answer.status().code, 422);
+        assert_eq!(answer.status(), 422);
         let body: serde_json::Value = serde_json::from_str(&answer.body()).unwrap();
         assert_eq!((body["error"].as_str(), body["field"].as_str()), (Some("invalid_field"), Some("band")));
     }
 
     #[test]
     fn kafka_failures_are_unavailable_and_overload_is_exhausted() {
-        let status = Status::from(RpcError::from(PublishError::Timeout(std::time::Duration::from_secs(2))));
+        let status = to_status(&Refusal::from(PublishError::Timeout(Duration::from_secs(2))));
         assert_eq!(status.code(), Code::Unavailable);
-        assert_eq!(to_api_error(status).status().code, 503);
-        let status = Status::from(RpcError::from(PublishError::Overloaded));
+        let answer = to_api_error(status);
+        assert_eq!((answer.status(), answer.code()), (503, Some(ErrorCode::KafkaUnavailable)));
+        let status = to_status(&Refusal::from(PublishError::Overloaded));
         assert_eq!(status.code(), Code::ResourceExhausted);
-        assert_eq!(to_api_error(Status::unavailable("connection refused")).code(), "upstream_unavailable");
+        assert_eq!(to_api_error(status).code(), Some(ErrorCode::Overloaded));
+        let too_many = to_status(&voteflow_domain::batch::too_many(10, None));
+        assert_eq!((too_many.code(), to_api_error(too_many).status()), (Code::ResourceExhausted, 413));
+        assert_eq!(
+            to_api_error(Status::unavailable("connection refused")).code(),
+            Some(ErrorCode::UpstreamUnavailable)
+        );
+        assert_eq!(to_api_error(Status::resource_exhausted("shed")).status(), 503, "tonic's own load shedding");
+        assert_eq!(to_api_error(Status::internal("boom")).code(), Some(ErrorCode::BadGateway));
     }
 
     #[test]

@@ -21,9 +21,10 @@ use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use voteflow_proto::pb::vote_service_client::VoteServiceClient;
+use voteflow_domain::refusal::GRPC_CODE_KEY;
+use voteflow_service::settings::mask_password;
 
-use crate::status::CODE_KEY;
+use crate::rpc::vote_service_client::VoteServiceClient;
 
 /// How often the names are looked up again (CoreDNS answers a headless Service with a
 /// 5 s TTL by default).
@@ -122,10 +123,11 @@ pub(crate) struct Upstreams {
 pub(crate) fn parse_targets(urls: &str) -> anyhow::Result<Vec<(String, u16)>> {
     let mut targets = Vec::new();
     for url in urls.split(',').map(str::trim).filter(|url| !url.is_empty()) {
-        let uri: Uri = url.parse().map_err(|error| anyhow::anyhow!("GRPC_SERVER_URL: {url:?}: {error}"))?;
-        anyhow::ensure!(uri.scheme_str() == Some("http"), "GRPC_SERVER_URL: {url:?} must be an http:// URL (h2c)");
-        let host = uri.host().ok_or_else(|| anyhow::anyhow!("GRPC_SERVER_URL: {url:?} names no host"))?;
-        let port = uri.port_u16().ok_or_else(|| anyhow::anyhow!("GRPC_SERVER_URL: {url:?} names no port"))?;
+        let shown = mask_password(url);
+        let uri: Uri = url.parse().map_err(|error| anyhow::anyhow!("GRPC_SERVER_URL: {shown:?}: {error}"))?;
+        anyhow::ensure!(uri.scheme_str() == Some("http"), "GRPC_SERVER_URL: {shown:?} must be an http:// URL (h2c)");
+        let host = uri.host().ok_or_else(|| anyhow::anyhow!("GRPC_SERVER_URL: {shown:?} names no host"))?;
+        let port = uri.port_u16().ok_or_else(|| anyhow::anyhow!("GRPC_SERVER_URL: {shown:?} names no port"))?;
         targets.push((host.trim_matches(['[', ']']).to_owned(), port));
     }
     anyhow::ensure!(!targets.is_empty(), "GRPC_SERVER_URL names no server");
@@ -268,7 +270,7 @@ impl Upstreams {
 /// timeout is cancelled too, but by then the front's bound on the whole call has passed as
 /// well, so it is not tried again.
 fn unreached(status: &Status) -> bool {
-    status.metadata().get(CODE_KEY).is_none()
+    status.metadata().get(GRPC_CODE_KEY).is_none()
         && match status.code() {
             Code::Unavailable | Code::Unknown | Code::Cancelled => true,
             Code::Internal => status.message().starts_with("h2 protocol error"),
@@ -304,6 +306,8 @@ mod tests {
         for bad in ["", "https://a:1", "http://a", "a:1"] {
             assert!(parse_targets(bad).is_err(), "{bad:?}");
         }
+        let refused = parse_targets("https://user:hunter2@a:1").unwrap_err().to_string();
+        assert!(refused.contains("user:****@a:1") && !refused.contains("hunter2"), "{refused}");
     }
 
     #[tokio::test]
@@ -379,7 +383,7 @@ mod tests {
             assert_eq!(unreached(&status), unreachable, "{status:?}");
         }
         let mut kafka_down = Status::unavailable("Kafka did not acknowledge");
-        kafka_down.metadata_mut().insert(CODE_KEY, "kafka_unavailable".parse().unwrap());
+        kafka_down.metadata_mut().insert(GRPC_CODE_KEY, "kafka_unavailable".parse().unwrap());
         let calls = AtomicUsize::new(0);
         let result: Result<(), Status> = upstreams
             .call(|_| {

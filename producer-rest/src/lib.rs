@@ -1,12 +1,16 @@
-//! The REST producer pair. `rest-client` is the HTTP front (the shared front of
-//! `voteflow_runtime::front` with a pooled keep-alive HTTP hop); `rest-server` validates
-//! again and produces each vote to Kafka, answering 202 only after Kafka acknowledged it.
+//! The REST producer pair, both on Rocket. `rest-client` is the HTTP front
+//! (`voteflow_http::front`, shared with grpc-client) with a pooled keep-alive HTTP hop;
+//! `rest-server` validates again and produces each vote to Kafka, answering 202 only after
+//! Kafka acknowledged it.
 //!
 //! # Layout
 //! - [`settings`]: typed settings of both binaries (flags and env vars, `--help`).
-//! - [`client`]: rest-client, and [`client::RestHop`], its hop to rest-server.
-//! - [`server`]: rest-server: `POST /votes` to Kafka through the shared publisher.
+//! - [`front`]: rest-client, and [`front::RestHop`], its hop to rest-server.
+//! - [`server`]: rest-server: `POST /votes` and `POST /votes/batch` to Kafka through the
+//!   shared publisher.
+//!
+//! Builds on `voteflow-domain`, `voteflow-service` and `voteflow-http`; nothing depends on it.
 
-pub mod client;
+pub mod front;
 pub mod server;
 pub mod settings;

@@ -15,17 +15,23 @@ use chrono::Utc;
 use prometheus::Registry;
 use rocket::{State, post, routes};
 use tokio_util::sync::CancellationToken;
-use voteflow_proto::{AcceptedRecord, VotePath};
-use voteflow_runtime::batch::{self, ItemError};
-use voteflow_runtime::health::Readiness;
-use voteflow_runtime::http::{self, Accepted, ApiError, BatchBody, BatchReport, VoteBody};
-use voteflow_runtime::kafka::{KAFKA_CHECK, Publisher};
+use voteflow_domain::{AcceptedRecord, VotePath};
+use voteflow_http::ApiError;
+use voteflow_http::answer::{Accepted, BatchReport};
+use voteflow_http::body::{BatchBody, VoteBody};
+use voteflow_http::server;
+use voteflow_service::health::Readiness;
+use voteflow_service::kafka::{KAFKA_CHECK, Publisher};
+use voteflow_service::process::Running;
 
 use crate::settings::ServerSettings;
 
+/// How long the producer gets to deliver what is queued once the server stopped.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[post("/votes", data = "<body>")]
 async fn cast_vote(body: Result<VoteBody, ApiError>, publisher: &State<Publisher>) -> Result<Accepted, ApiError> {
-    let VoteBody(vote) = body?;
+    let VoteBody(vote, _admitted) = body?;
     let record = AcceptedRecord { vote, accepted_at: Utc::now(), path: VotePath::Rest };
     publisher.publish(&record).await?;
     Ok(Accepted(record.vote.vote_id()))
@@ -33,51 +39,25 @@ async fn cast_vote(body: Result<VoteBody, ApiError>, publisher: &State<Publisher
 
 #[post("/votes/batch", data = "<body>")]
 async fn cast_batch(body: Result<BatchBody, ApiError>, publisher: &State<Publisher>) -> Result<BatchReport, ApiError> {
-    let BatchBody(parsed) = body?;
-    let accepted_at = Utc::now();
-    let records: Vec<AcceptedRecord> = parsed
-        .iter()
-        .filter_map(|item| item.as_ref().ok())
-        .map(|vote| AcceptedRecord { vote: vote.clone(), accepted_at, path: VotePath::Rest })
-        .collect();
-    let published = publisher.publish_batch(&records).await;
-    let forwarded = records
-        .iter()
-        .zip(published)
-        .map(|(record, result)| result.map(|_| record.vote.vote_id()).map_err(ItemError::from_publish))
-        .collect();
-    Ok(BatchReport(batch::merge(parsed, forwarded)))
+    let BatchBody(parsed, _admitted) = body?;
+    Ok(BatchReport(publisher.accept_batch(parsed, VotePath::Rest).await))
 }
 
-/// A running rest-server.
-pub struct RestServer {
-    pub addr: std::net::SocketAddr,
-    running: http::Running,
-    publisher: Publisher,
-}
-
-impl RestServer {
-    /// Waits until the server has stopped (after shutdown), then flushes the producer.
-    pub async fn stopped(self) -> anyhow::Result<()> {
-        let served = self.running.stopped.await;
-        self.publisher.flush(Duration::from_secs(5)).await;
-        served?
-    }
-}
-
-/// Starts rest-server; returns once it listens.
+/// Starts rest-server; returns once it listens. `stopped` finishes once the server has
+/// drained and the producer flushed.
 pub async fn launch(
-    settings: &ServerSettings,
+    settings: ServerSettings,
     registry: Registry,
     shutdown: CancellationToken,
-) -> anyhow::Result<RestServer> {
+) -> anyhow::Result<Running> {
     let publisher = Publisher::new(&settings.publisher, "rest-server", &registry)?;
     let readiness = Readiness::with_checks(&[KAFKA_CHECK]);
     tokio::spawn(publisher.clone().watch_connection(readiness.clone(), shutdown.clone()));
-    let rocket = rocket::custom(http::rocket_config(settings.listen, settings.http.shutdown_grace_secs))
+    tracing::info!(brokers = %settings.publisher.kafka.brokers, topic = %settings.publisher.kafka.topic, "rest-server produces to Kafka");
+    let rocket = rocket::custom(server::rocket_config(settings.listen, settings.http.shutdown_grace_secs))
         .manage(publisher.clone())
         .mount("/", routes![cast_vote, cast_batch]);
-    let rocket = http::with_common(rocket, registry, readiness.clone(), &settings.http)?;
-    let running = http::launch(rocket, readiness, shutdown).await?;
-    Ok(RestServer { addr: running.addr, running, publisher })
+    let rocket = server::with_common(rocket, registry, readiness.clone(), &settings.http)?;
+    let flush = Box::pin(async move { publisher.flush(FLUSH_TIMEOUT).await });
+    server::launch(rocket, readiness, shutdown, Some(flush)).await
 }

@@ -4,14 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use voteflow_runtime::http::HttpSettings;
-use voteflow_runtime::settings::{LogSettings, PublisherSettings};
+use voteflow_http::settings::{FrontArgs, HttpSettings};
+use voteflow_service::process::ServiceSettings;
+use voteflow_service::settings::{LogSettings, PublisherSettings};
 
 /// rest-client: the REST path's HTTP front.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "rest-client",
     version,
+    mut_arg("listen", |arg| arg.required(false).env("REST_CLIENT_LISTEN").default_value("127.0.0.1:8000")),
+    mut_arg("server_url", |arg| arg.required(false).env("REST_SERVER_URL").default_value("http://127.0.0.1:8080").help("Base URL of rest-server.")),
+    mut_arg("route_prefixes", |arg| arg.default_value("/rest,/rust")),
     about = "voteflow REST-path front: validates POST /votes (JSON) and forwards each vote to rest-server",
     long_about = "voteflow REST-path front. Accepts POST /votes with a JSON vote \
         {band|name|artist, album, year, rank|ranked, vote_id?, cast_at?}, validates it, forwards it to \
@@ -21,35 +25,22 @@ use voteflow_runtime::settings::{LogSettings, PublisherSettings};
         (not atomic: each valid vote is accepted on its own). \
         Also serves GET /healthz, /readyz and /metrics. Every flag can be set by the env var shown."
 )]
-pub struct ClientSettings {
-    /// Address to serve on.
-    #[arg(long, env = "REST_CLIENT_LISTEN", default_value = "127.0.0.1:8000")]
-    pub listen: SocketAddr,
-    /// Base URL of rest-server.
-    #[arg(long, env = "REST_SERVER_URL", default_value = "http://127.0.0.1:8080")]
-    pub server_url: String,
-    /// Longest wait for rest-server's answer, in ms; keep it above rest-server's Kafka delivery bound.
-    #[arg(long, env = "UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
-    pub upstream_timeout_ms: u64,
+pub struct FrontSettings {
+    #[command(flatten)]
+    pub front: FrontArgs,
     /// Exchanges with rest-server at once, and keep-alive connections kept open to it;
     /// requests beyond it wait (within the upstream timeout) for one to finish.
     #[arg(long, env = "UPSTREAM_POOL_SIZE", default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub upstream_pool_size: usize,
-    /// Path prefixes this front also answers its vote routes under (`POST /rest/votes`,
-    /// `POST /rest`), comma separated: the ingress passes paths on unchanged
-    /// (k8s/routes.yaml).
-    #[arg(long, env = "ROUTE_PREFIXES", default_value = "/rest,/rust", value_delimiter = ',',
-          value_parser = voteflow_runtime::front::parse_route_prefix)]
-    pub route_prefixes: Vec<String>,
-    #[command(flatten)]
-    pub http: HttpSettings,
-    #[command(flatten)]
-    pub log: LogSettings,
 }
 
-impl ClientSettings {
-    pub fn upstream_timeout(&self) -> Duration {
-        Duration::from_millis(self.upstream_timeout_ms)
+impl ServiceSettings for FrontSettings {
+    fn log(&self) -> &LogSettings {
+        &self.front.log
+    }
+
+    fn stop_deadline(&self) -> Duration {
+        self.front.http.stop_deadline()
     }
 }
 
@@ -78,6 +69,16 @@ pub struct ServerSettings {
     pub log: LogSettings,
 }
 
+impl ServiceSettings for ServerSettings {
+    fn log(&self) -> &LogSettings {
+        &self.log
+    }
+
+    fn stop_deadline(&self) -> Duration {
+        self.http.stop_deadline()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -86,12 +87,14 @@ mod tests {
 
     #[test]
     fn settings_are_consistent_and_defaults_parse() {
-        ClientSettings::command().debug_assert();
+        FrontSettings::command().debug_assert();
         ServerSettings::command().debug_assert();
-        let client = <ClientSettings as clap::Parser>::try_parse_from(["rest-client"]).unwrap();
-        assert_eq!(client.listen.port(), 8000);
+        let front = <FrontSettings as clap::Parser>::try_parse_from(["rest-client"]).unwrap();
+        assert_eq!(front.front.listen.port(), 8000);
+        assert_eq!(front.front.server_url.expose(), "http://127.0.0.1:8080");
+        assert_eq!(front.front.route_prefixes, ["/rest", "/rust"]);
         let server = <ServerSettings as clap::Parser>::try_parse_from(["rest-server"]).unwrap();
         assert_eq!(server.publisher.delivery_timeout_ms, 2000);
-        assert!(client.upstream_timeout() > server.publisher.delivery_timeout());
+        assert!(front.front.upstream_timeout() > server.publisher.delivery_timeout());
     }
 }

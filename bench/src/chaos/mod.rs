@@ -65,12 +65,14 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
         prefix: format!("chaos:{id}:"),
         database: format!("chaos_{id}"),
     };
-    let kafka = voteflow_runtime::settings::KafkaSettings {
+    let kafka = voteflow_service::settings::KafkaSettings {
         brokers: config.endpoints.kafka_brokers.clone(),
         topic: names.topic.clone(),
     };
-    voteflow_runtime::kafka::ensure_topic(&kafka, &names.topic, 6).await.context("Failed to create the run's topic")?;
-    voteflow_runtime::kafka::ensure_topic(&kafka, &format!("{}.dlq", names.topic), 1).await?;
+    voteflow_testkit::ensure_topic(&kafka.brokers, &names.topic, 6)
+        .await
+        .context("Failed to create the run's topic")?;
+    voteflow_testkit::ensure_topic(&kafka.brokers, &format!("{}.dlq", names.topic), 1).await?;
     println!(
         "chaos run {id}: topic {} (6 partitions), group {}, Redis prefix {}, MongoDB database {}; logs in {}",
         names.topic,
@@ -137,7 +139,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     if verdict.passed() {
         // What passed is not worth keeping; a failed run's data stays for inspection.
         sinks.remove_all().await?;
-        voteflow_runtime::kafka::delete_topics(&kafka, &[&names.topic, &format!("{}.dlq", names.topic)]).await?;
+        voteflow_testkit::delete_topics(&kafka.brokers, &[&names.topic, &format!("{}.dlq", names.topic)]).await?;
     } else {
         println!(
             "kept for inspection: topic {}, Redis keys {}*, MongoDB database {}",

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
-use voteflow_proto::pb::vote_service_client::VoteServiceClient;
+use voteflow_producer_grpc::rpc::vote_service_client::VoteServiceClient;
 
 /// What one request got back.
 #[derive(Debug, Clone, Copy, Default)]
@@ -380,14 +380,14 @@ impl Requester for HttpJson {
 /// `batch` votes per stream.
 pub struct Grpc {
     client: VoteServiceClient<tonic::transport::Channel>,
-    vote: Arc<dyn Fn(u64) -> voteflow_proto::pb::Vote + Send + Sync>,
+    vote: Arc<dyn Fn(u64) -> voteflow_domain::pb::Vote + Send + Sync>,
     batch: Option<u64>,
 }
 
 impl Grpc {
     pub async fn connect(
         url: &str,
-        vote: Arc<dyn Fn(u64) -> voteflow_proto::pb::Vote + Send + Sync>,
+        vote: Arc<dyn Fn(u64) -> voteflow_domain::pb::Vote + Send + Sync>,
         batch: Option<u64>,
     ) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use voteflow_consumer::sink::tally::album_field;
-use voteflow_runtime::settings::{KafkaSettings, PublisherSettings};
+use voteflow_service::settings::{KafkaSettings, PublisherSettings};
 
 use self::generator::{Grpc, HttpJson, Ledger, Pace, Plan};
 use self::procstat::{Meter, Watched};
@@ -101,8 +101,8 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let prefix = format!("bench:{id}:");
     let database = format!("bench_{id}");
     let kafka = KafkaSettings { brokers: config.endpoints.kafka_brokers.clone(), topic: topic.clone() };
-    voteflow_runtime::kafka::ensure_topic(&kafka, &topic, 12).await.context("Failed to create the run's topic")?;
-    voteflow_runtime::kafka::ensure_topic(&kafka, &format!("{topic}.dlq"), 1).await?;
+    voteflow_testkit::ensure_topic(&kafka.brokers, &topic, 12).await.context("Failed to create the run's topic")?;
+    voteflow_testkit::ensure_topic(&kafka.brokers, &format!("{topic}.dlq"), 1).await?;
     println!(
         "bench run {id} ({}): topic {topic} (12 partitions), Redis prefix {prefix}, MongoDB database {database}; logs in {}",
         if config.quick { "quick" } else { "full" },
@@ -227,7 +227,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     sync_disks().await;
     if config.wants("redis-ceiling") {
         let meter = Meter::start(&watch(&services));
-        let key = format!("{prefix}ceiling:votes:band");
+        let key = voteflow_consumer::sink::tally::TallyKeys::new(&format!("{prefix}ceiling:")).by_band;
         let redis_ceiling = sinks::redis_ceiling(&config.endpoints.redis_url, &key, config.sink_ceiling_votes).await?;
         report.add_throughput("redis-ceiling", "pipelined HINCRBY, 1000 per pipeline", redis_ceiling, meter.finish());
     }
@@ -358,7 +358,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         )
         .await?;
         ceiling.remove_all().await?;
-        voteflow_runtime::kafka::delete_topics(&kafka, &[&topic, &format!("{topic}.dlq")]).await?;
+        voteflow_testkit::delete_topics(&kafka.brokers, &[&topic, &format!("{topic}.dlq")]).await?;
     } else {
         println!("kept for inspection: topic {topic}, Redis keys {prefix}*, MongoDB database {database}");
     }
@@ -388,10 +388,10 @@ fn freshness_body(run: String) -> BodyFn {
     })
 }
 
-fn grpc_vote() -> Arc<dyn Fn(u64) -> voteflow_proto::pb::Vote + Send + Sync> {
+fn grpc_vote() -> Arc<dyn Fn(u64) -> voteflow_domain::pb::Vote + Send + Sync> {
     Arc::new(|i| {
         let vote = sinks::domain_vote(i).expect("the benchmark's votes are valid");
-        let mut wire = voteflow_proto::pb::Vote::from(&vote);
+        let mut wire = voteflow_domain::pb::Vote::from(&vote);
         // Let the server assign the vote_id, as a client without one does.
         wire.vote_id.clear();
         wire
@@ -400,7 +400,7 @@ fn grpc_vote() -> Arc<dyn Fn(u64) -> voteflow_proto::pb::Vote + Send + Sync> {
 
 async fn grpc_requesters(
     connections: usize,
-    vote: Arc<dyn Fn(u64) -> voteflow_proto::pb::Vote + Send + Sync>,
+    vote: Arc<dyn Fn(u64) -> voteflow_domain::pb::Vote + Send + Sync>,
     batch: Option<u64>,
 ) -> anyhow::Result<Vec<Grpc>> {
     let mut requesters = Vec::with_capacity(connections);

@@ -12,9 +12,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use voteflow_consumer::sink::Consumed;
 use voteflow_consumer::sink::vote_log::{VoteLog, document};
-use voteflow_proto::{AcceptedRecord, Vote, VoteJson, VotePath};
-use voteflow_runtime::kafka::Publisher;
-use voteflow_runtime::settings::PublisherSettings;
+use voteflow_domain::{AcceptedRecord, Vote, VoteJson, VotePath};
+use voteflow_service::kafka::Publisher;
+use voteflow_service::settings::PublisherSettings;
 
 use crate::traffic;
 
@@ -148,7 +148,7 @@ pub async fn mongo_ceiling(mongodb_uri: &str, database: &str, votes: u64) -> any
     let collection = mongodb::Client::with_uri_str(mongodb_uri)
         .await?
         .database(database)
-        .collection::<mongodb::bson::Document>("votes");
+        .collection::<mongodb::bson::Document>(voteflow_consumer::sink::vote_log::COLLECTION);
     let started_all = Instant::now();
     let mut spent = Duration::ZERO;
     let mut done = 0;

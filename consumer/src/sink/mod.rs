@@ -3,7 +3,7 @@
 pub mod tally;
 pub mod vote_log;
 
-use voteflow_proto::AcceptedRecord;
+use voteflow_domain::AcceptedRecord;
 
 /// A decoded vote with where it came from in Kafka.
 #[derive(Debug, Clone)]

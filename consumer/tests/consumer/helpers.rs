@@ -1,4 +1,4 @@
-//! Writes records straight to a test topic; the consumer under test is `voteflow_consumer::testing::IsolatedConsumer`.
+//! Writes records straight to a test topic; the consumer under test is `voteflow_testkit::IsolatedConsumer`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +8,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use voteflow_proto::record::PATH_HEADER;
-use voteflow_proto::{AcceptedRecord, Vote, VoteJson, VotePath};
+use voteflow_domain::record::PATH_HEADER;
+use voteflow_domain::{AcceptedRecord, Vote, VoteJson, VotePath};
 
-pub(crate) use voteflow_consumer::testing::{IsolatedConsumer, checking_redis, mongodb_uri, redis_url, unique_id};
+pub(crate) use voteflow_testkit::{IsolatedConsumer, checking_redis, mongodb_uri, redis_url, unique_id};
 
 /// A topic with its DLQ, and a producer writing raw records to it.
 pub(crate) struct TestTopic {
@@ -22,9 +22,9 @@ pub(crate) struct TestTopic {
 
 impl TestTopic {
     pub(crate) async fn create() -> Self {
-        voteflow_runtime::telemetry::init_for_tests();
-        let brokers = voteflow_consumer::testing::kafka_brokers();
-        let name = voteflow_consumer::testing::create_topic(3).await;
+        voteflow_testkit::init_logs();
+        let brokers = voteflow_testkit::kafka_brokers();
+        let name = voteflow_testkit::create_topic(3).await;
         let producer = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
         Self { name, brokers, producer }
     }

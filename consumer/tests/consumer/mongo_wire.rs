@@ -6,6 +6,7 @@ use mongodb::bson::{DateTime, Document, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Client, IndexModel};
+use voteflow_consumer::sink::vote_log::COLLECTION;
 
 use crate::helpers::{mongodb_uri, unique_id};
 
@@ -13,7 +14,7 @@ use crate::helpers::{mongodb_uri, unique_id};
 async fn the_mongo_wire_server_does_what_the_vote_log_needs() {
     let client = Client::with_uri_str(mongodb_uri()).await.unwrap();
     let database = client.database(&format!("test_{}", unique_id()));
-    let votes = database.collection::<Document>("votes");
+    let votes = database.collection::<Document>(COLLECTION);
     let unique = IndexOptions::builder().unique(true).build();
     votes
         .create_index(IndexModel::builder().keys(doc! { "code": 1 }).options(unique).build())

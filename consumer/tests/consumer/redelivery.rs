@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use voteflow_proto::{AcceptedRecord, VotePath};
+use voteflow_domain::{AcceptedRecord, VotePath};
 
 use voteflow_consumer::sink::Consumed;
 use voteflow_consumer::sink::tally::Tally;
-use voteflow_consumer::sink::vote_log::VoteLog;
+use voteflow_consumer::sink::vote_log::{COLLECTION, VoteLog};
 
 use crate::helpers::{
     IsolatedConsumer, StallingProxy, TestTopic, accepted_vote, checking_redis, mongodb_uri, redis_url, unique_id,
@@ -63,7 +63,7 @@ async fn records_written_again_are_counted_and_logged_once() {
     assert_eq!(total, 20);
     assert!((0..4).all(|i| bands[&format!("Band {i}")] == 5), "per-band counts: {bands:?}");
     let mongo = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
-    let logged = mongo.database(&database).collection::<mongodb::bson::Document>("votes");
+    let logged = mongo.database(&database).collection::<mongodb::bson::Document>(COLLECTION);
     assert_eq!(logged.count_documents(mongodb::bson::doc! {}).await.unwrap(), 20);
 }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use tonic::Code;
-use voteflow_consumer::testing::topic_records;
-use voteflow_proto::pb;
+use voteflow_domain::pb;
+use voteflow_testkit::topic_records;
 
 use crate::helpers::GrpcPipeline;
 

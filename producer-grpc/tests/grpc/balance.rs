@@ -13,9 +13,9 @@ use clap::Parser as _;
 use futures::StreamExt as _;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use voteflow_consumer::testing::{IsolatedConsumer, create_topic, dead_address, kafka_brokers, unique_id};
-use voteflow_producer_grpc::client;
-use voteflow_producer_grpc::settings::ClientSettings;
+use voteflow_producer_grpc::front;
+use voteflow_producer_grpc::settings::FrontSettings;
+use voteflow_testkit::{IsolatedConsumer, create_topic, dead_address, kafka_brokers, unique_id};
 
 /// A grpc-server binary, run as its own process.
 struct ServerProcess {
@@ -96,18 +96,18 @@ async fn send(front: &str, votes: usize, concurrency: usize, answered: Arc<Atomi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn votes_spread_over_both_servers_and_a_server_leaving_fails_none() {
     // Arrange: two grpc-server processes, one grpc-client given both, one consumer.
-    voteflow_runtime::telemetry::init_for_tests();
+    voteflow_testkit::init_logs();
     let topic = create_topic(6).await;
     let (first, mut second) = (ServerProcess::start(&topic).await, ServerProcess::start(&topic).await);
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
-    let settings = ClientSettings::try_parse_from([
+    let settings = FrontSettings::try_parse_from([
         "grpc-client",
         "--listen=127.0.0.1:0",
         &format!("--server-url=http://{},http://{}", first.addr, second.addr),
     ])
     .unwrap();
-    let front = client::launch(&settings, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
+    let front = front::launch(settings, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
     let front = format!("http://{}", front.addr);
     let consumer = IsolatedConsumer::start(&topic, &format!("test_{}", unique_id())).await;
 

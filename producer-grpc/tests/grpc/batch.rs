@@ -38,14 +38,14 @@ async fn a_mixed_batch_counts_exactly_its_valid_votes() {
 async fn a_cast_votes_stream_with_invalid_votes_reports_each() {
     let pipeline = GrpcPipeline::spawn().await;
     let mut grpc = pipeline.grpc().await;
-    let good = voteflow_proto::pb::Vote {
+    let good = voteflow_domain::pb::Vote {
         band: "Cluster".into(),
         album: "Zuckerzeit".into(),
         year: 1974,
         rank: 9.0,
         ..Default::default()
     };
-    let bad = voteflow_proto::pb::Vote { year: 3000, ..good.clone() };
+    let bad = voteflow_domain::pb::Vote { year: 3000, ..good.clone() };
 
     let summary = grpc.cast_votes(tokio_stream::iter(vec![good.clone(), bad, good])).await.unwrap().into_inner();
 

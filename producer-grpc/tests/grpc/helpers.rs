@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
-use voteflow_consumer::testing::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
-use voteflow_producer_grpc::settings::{ClientSettings, ServerSettings};
-use voteflow_producer_grpc::{client, server};
-use voteflow_proto::pb::vote_service_client::VoteServiceClient;
+use voteflow_producer_grpc::rpc::vote_service_client::VoteServiceClient;
+use voteflow_producer_grpc::settings::{FrontSettings, ServerSettings};
+use voteflow_producer_grpc::{front, server};
+use voteflow_testkit::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
 
 pub(crate) struct GrpcPipeline {
     pub(crate) front_url: String,
@@ -36,7 +36,7 @@ pub(crate) async fn start_server(topic: &str, listen: &str, shutdown: Cancellati
         &format!("--kafka-topic={topic}"),
     ])
     .unwrap();
-    let server = server::launch(&settings, prometheus::Registry::new(), shutdown).await.expect("start grpc-server");
+    let server = server::launch(settings, prometheus::Registry::new(), shutdown).await.expect("start grpc-server");
     let addr = server.addr;
     tokio::spawn(async move {
         let _ = server.stopped().await;
@@ -46,18 +46,18 @@ pub(crate) async fn start_server(topic: &str, listen: &str, shutdown: Cancellati
 
 impl GrpcPipeline {
     pub(crate) async fn spawn() -> Self {
-        voteflow_runtime::telemetry::init_for_tests();
+        voteflow_testkit::init_logs();
         let topic = create_topic(6).await;
         let (server_shutdown, shutdown) = (CancellationToken::new(), CancellationToken::new());
         let server_addr = start_server(&topic, "127.0.0.1:0", server_shutdown.clone()).await;
-        let client_settings = ClientSettings::try_parse_from([
+        let front_settings = FrontSettings::try_parse_from([
             "grpc-client",
             "--listen=127.0.0.1:0",
             &format!("--server-url=http://{server_addr}"),
         ])
         .unwrap();
         let front =
-            client::launch(&client_settings, prometheus::Registry::new(), shutdown.clone()).await.expect("grpc-client");
+            front::launch(front_settings, prometheus::Registry::new(), shutdown.clone()).await.expect("grpc-client");
         let consumer = IsolatedConsumer::start(&topic, &format!("test_{}", unique_id())).await;
         Self {
             front_url: format!("http://{}", front.addr),

@@ -14,7 +14,7 @@ use mongodb::bson::doc;
 use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use voteflow_consumer::testing::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
+use voteflow_testkit::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
 
 use crate::helpers::start_server;
 
@@ -48,7 +48,7 @@ impl Ingress {
         let dir = std::env::temp_dir().join(format!("voteflow-ingress-{}", unique_id()));
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ingress/nginx.conf.in");
-        let port = voteflow_consumer::testing::dead_address().port();
+        let port = voteflow_testkit::dead_address().port();
         let config = std::fs::read_to_string(template)
             .unwrap()
             .replace("@DIR@", dir.to_str().unwrap())
@@ -106,13 +106,13 @@ fn vote(band: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_of_the_table_answers_and_counts_on_its_path_through_the_ingress() {
     // Arrange: both pairs, one consumer, and the ingress in front.
-    voteflow_runtime::telemetry::init_for_tests();
+    voteflow_testkit::init_logs();
     let topic = create_topic(6).await;
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     let grpc_server = start_server(&topic, "127.0.0.1:0", shutdown.clone()).await;
-    let grpc_front = voteflow_producer_grpc::client::launch(
-        &voteflow_producer_grpc::settings::ClientSettings::try_parse_from([
+    let grpc_front = voteflow_producer_grpc::front::launch(
+        voteflow_producer_grpc::settings::FrontSettings::try_parse_from([
             "grpc-client",
             "--listen=127.0.0.1:0",
             &format!("--server-url=http://{grpc_server}"),
@@ -124,7 +124,7 @@ async fn every_route_of_the_table_answers_and_counts_on_its_path_through_the_ing
     .await
     .unwrap();
     let rest_server = voteflow_producer_rest::server::launch(
-        &voteflow_producer_rest::settings::ServerSettings::try_parse_from([
+        voteflow_producer_rest::settings::ServerSettings::try_parse_from([
             "rest-server",
             "--listen=127.0.0.1:0",
             &format!("--kafka-brokers={}", kafka_brokers()),
@@ -136,8 +136,8 @@ async fn every_route_of_the_table_answers_and_counts_on_its_path_through_the_ing
     )
     .await
     .unwrap();
-    let rest_front = voteflow_producer_rest::client::launch(
-        &voteflow_producer_rest::settings::ClientSettings::try_parse_from([
+    let rest_front = voteflow_producer_rest::front::launch(
+        voteflow_producer_rest::settings::FrontSettings::try_parse_from([
             "rest-client",
             "--listen=127.0.0.1:0",
             &format!("--server-url=http://{}", rest_server.addr),

@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use voteflow_domain::pb;
+use voteflow_producer_grpc::rpc::vote_service_client::VoteServiceClient;
 use voteflow_producer_grpc::server;
 use voteflow_producer_grpc::settings::ServerSettings;
-use voteflow_proto::pb::{self, vote_service_client::VoteServiceClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_down_is_unavailable_and_overload_is_resource_exhausted() {
     // Arrange: no broker at the address, and room for one vote in flight.
-    let dead = voteflow_consumer::testing::dead_address();
+    let dead = voteflow_testkit::dead_address();
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     let settings = ServerSettings::try_parse_from([
@@ -25,7 +26,7 @@ async fn kafka_down_is_unavailable_and_overload_is_resource_exhausted() {
         "--max-in-flight=1",
     ])
     .unwrap();
-    let grpc_server = server::launch(&settings, prometheus::Registry::new(), shutdown).await.unwrap();
+    let grpc_server = server::launch(settings, prometheus::Registry::new(), shutdown).await.unwrap();
     let client = VoteServiceClient::connect(format!("http://{}", grpc_server.addr)).await.unwrap();
     let vote =
         pb::Vote { band: "Can".into(), album: "Future Days".into(), year: 1973, rank: 9.0, ..Default::default() };

@@ -1,24 +1,14 @@
 //! rest-client binary: the REST path's HTTP front. All logic lives in the library.
 
-use anyhow::Context as _;
-use clap::Parser as _;
-use voteflow_producer_rest::{client, settings::ClientSettings};
-use voteflow_runtime::{shutdown, telemetry};
+use voteflow_producer_rest::front;
+use voteflow_producer_rest::settings::FrontSettings;
 
 // mimalloc, not glibc malloc: see "Where the time goes" in the README.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = ClientSettings::parse();
-    telemetry::init(&settings.log);
-    let shutdown = shutdown::on_signal();
-    let running = client::launch(&settings, prometheus::Registry::new(), shutdown)
-        .await
-        .context("Failed to start rest-client")?;
-    tracing::info!(addr = %running.addr, upstream = %settings.server_url, "rest-client listening");
-    running.stopped.await.context("rest-client task failed")??;
-    tracing::info!("rest-client stopped");
-    Ok(())
+fn main() -> anyhow::Result<()> {
+    voteflow_service::process::main("rest-client", |settings: FrontSettings, registry, shutdown| {
+        front::launch(settings, registry, shutdown)
+    })
 }

@@ -3,9 +3,9 @@
 
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
-use voteflow_consumer::testing::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
-use voteflow_producer_rest::settings::{ClientSettings, ServerSettings};
-use voteflow_producer_rest::{client, server};
+use voteflow_producer_rest::settings::{FrontSettings, ServerSettings};
+use voteflow_producer_rest::{front, server};
+use voteflow_testkit::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
 
 pub(crate) const PARTITIONS: i32 = 6;
 
@@ -45,7 +45,7 @@ impl TestPipeline {
     }
 
     pub(crate) async fn spawn_with(options: Options) -> Self {
-        voteflow_runtime::telemetry::init_for_tests();
+        voteflow_testkit::init_logs();
         let topic = create_topic(PARTITIONS).await;
         let shutdown = CancellationToken::new();
         let server_brokers = options.server_brokers.unwrap_or_else(kafka_brokers);
@@ -59,8 +59,8 @@ impl TestPipeline {
         ])
         .unwrap();
         let rest_server =
-            server::launch(&server_settings, prometheus::Registry::new(), shutdown.clone()).await.expect("rest-server");
-        let client_settings = ClientSettings::try_parse_from([
+            server::launch(server_settings, prometheus::Registry::new(), shutdown.clone()).await.expect("rest-server");
+        let front_settings = FrontSettings::try_parse_from([
             "rest-client",
             "--listen=127.0.0.1:0",
             &format!("--server-url=http://{}", rest_server.addr),
@@ -68,7 +68,7 @@ impl TestPipeline {
         ])
         .unwrap();
         let front =
-            client::launch(&client_settings, prometheus::Registry::new(), shutdown.clone()).await.expect("rest-client");
+            front::launch(front_settings, prometheus::Registry::new(), shutdown.clone()).await.expect("rest-client");
         let server_url = format!("http://{}", rest_server.addr);
         tokio::spawn(async move {
             let _ = rest_server.stopped().await;
@@ -101,6 +101,6 @@ impl TestPipeline {
 
     /// How many records the test topic holds, summed over partitions.
     pub(crate) fn kafka_records(&self) -> i64 {
-        voteflow_consumer::testing::topic_records(&self.consumer.topic)
+        voteflow_testkit::topic_records(&self.consumer.topic)
     }
 }

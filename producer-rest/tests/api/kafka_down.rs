@@ -10,7 +10,7 @@ use crate::helpers::{Options, TestPipeline};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rest_client_answers_503_with_retry_after_when_kafka_is_down() {
     // Arrange: rest-server produces to an address where no broker listens.
-    let dead_brokers = voteflow_consumer::testing::dead_address().to_string();
+    let dead_brokers = voteflow_testkit::dead_address().to_string();
     let bound = Duration::from_millis(1500);
     let pipeline = TestPipeline::spawn_with(Options {
         server_brokers: Some(dead_brokers),

@@ -11,9 +11,9 @@ use clap::Parser as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use voteflow_producer_rest::client;
-use voteflow_producer_rest::settings::ClientSettings;
-use voteflow_runtime::http::Running;
+use voteflow_producer_rest::front;
+use voteflow_producer_rest::settings::FrontSettings;
+use voteflow_service::process::Running;
 
 /// rest-client in front of `upstream`, with a 300 ms upstream timeout.
 struct Front {
@@ -30,9 +30,9 @@ impl Front {
     async fn with(upstream: SocketAddr, flags: &[&str]) -> Self {
         let server_url = format!("--server-url=http://{upstream}");
         let args = ["rest-client", "--listen=127.0.0.1:0", &server_url].into_iter().chain(flags.iter().copied());
-        let settings = ClientSettings::try_parse_from(args).unwrap();
+        let settings = FrontSettings::try_parse_from(args).unwrap();
         let shutdown = CancellationToken::new();
-        let running = client::launch(&settings, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
+        let running = front::launch(settings, prometheus::Registry::new(), shutdown.clone()).await.unwrap();
         Self { running, shutdown, http: reqwest::Client::new() }
     }
 
@@ -97,7 +97,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_client_answers_503_quickly_when_rest_server_is_unreachable() {
     // Arrange: an upstream address where nothing listens.
-    let front = Front::before(voteflow_consumer::testing::dead_address()).await;
+    let front = Front::before(voteflow_testkit::dead_address()).await;
 
     // Act: a 503 with Retry-After (asserted inside)
     let (_, waited) = front.post_vote_unavailable().await;

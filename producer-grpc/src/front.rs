@@ -1,4 +1,4 @@
-//! grpc-client: the shared HTTP front with [`GrpcHop`], which spreads calls over every
+//! grpc-client: the shared Rocket front (`voteflow_http::front`) with [`GrpcHop`], which spreads calls over every
 //! grpc-server `GRPC_SERVER_URL` names ([`crate::upstreams`]), one HTTP/2 channel each,
 //! connected lazily and reconnecting by itself. A vote goes as `CastVote`, a batch as one
 //! `CastVotes` stream.
@@ -11,15 +11,14 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use uuid::Uuid;
-use voteflow_proto::Vote;
-use voteflow_proto::pb;
-use voteflow_runtime::batch::{ItemError, ItemOutcome};
-use voteflow_runtime::front::{self, NextHop};
-use voteflow_runtime::http::{ApiError, Running};
+use voteflow_domain::{ErrorCode, ItemOutcome, Refusal, Vote, pb};
+use voteflow_http::ApiError;
+use voteflow_http::front::{self, NextHop};
+use voteflow_service::process::Running;
 
-use crate::settings::ClientSettings;
+use crate::settings::FrontSettings;
 use crate::status::to_api_error;
-use crate::upstreams::Upstreams;
+use crate::upstreams::{Server, Upstreams};
 
 /// Forwards votes to the grpc-servers.
 pub struct GrpcHop {
@@ -28,15 +27,15 @@ pub struct GrpcHop {
 }
 
 impl GrpcHop {
-    pub fn new(settings: &ClientSettings) -> anyhow::Result<Self> {
-        let timeout = settings.upstream_timeout();
-        Ok(Self { upstreams: Upstreams::new(&settings.server_url, timeout)?, timeout })
+    pub fn new(settings: &FrontSettings) -> anyhow::Result<Self> {
+        let timeout = settings.front.upstream_timeout();
+        Ok(Self { upstreams: Upstreams::new(settings.front.server_url.expose(), timeout)?, timeout })
     }
 
     /// One call, on the next server while one is not reached, all within the upstream timeout.
     async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, Status>
     where
-        F: FnMut(Arc<crate::upstreams::Server>) -> Fut,
+        F: FnMut(Arc<Server>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         tokio::time::timeout(self.timeout, self.upstreams.call(attempt)).await.unwrap_or_else(|_| {
@@ -54,7 +53,7 @@ impl GrpcHop {
             .await
             .map_err(to_api_error)?;
         Uuid::try_parse(&reply.get_ref().vote_id)
-            .map_err(|_| ApiError::NextHopBroken(format!("OK without a vote_id: {:?}", reply.get_ref())))
+            .map_err(|_| ApiError::next_hop_broken(format!("OK without a vote_id: {:?}", reply.get_ref())))
     }
 
     async fn cast_batch(&self, votes: Vec<Vote>) -> Result<Vec<ItemOutcome>, ApiError> {
@@ -68,32 +67,28 @@ impl GrpcHop {
             .map_err(to_api_error)?
             .into_inner();
         if summary.results.len() != votes.len() {
-            return Err(ApiError::NextHopBroken(format!(
+            return Err(ApiError::next_hop_broken(format!(
                 "{} results for {} votes",
                 summary.results.len(),
                 votes.len()
             )));
         }
-        Ok(summary
-            .results
-            .into_iter()
-            .map(|result| {
-                if result.accepted {
-                    Uuid::try_parse(&result.vote_id).map_err(|_| ItemError {
-                        error: "bad_gateway".into(),
-                        field: None,
-                        message: "accepted without a vote_id".into(),
-                    })
-                } else {
-                    Err(ItemError {
-                        error: result.error_code,
-                        field: Some(result.error_field).filter(|field| !field.is_empty()),
-                        message: result.error_message,
-                    })
-                }
-            })
-            .collect())
+        Ok(summary.results.into_iter().map(outcome).collect())
     }
+}
+
+/// One vote's outcome as grpc-server reported it; a code outside the vocabulary, or an
+/// acceptance without a vote_id, is the hop's fault.
+fn outcome(result: pb::VoteResult) -> ItemOutcome {
+    let broken = |message: &str| Refusal::new(ErrorCode::BadGateway, format!("grpc-server: {message}"));
+    if result.accepted {
+        return Uuid::try_parse(&result.vote_id).map_err(|_| broken("accepted without a vote_id"));
+    }
+    let Some(code) = ErrorCode::parse(&result.error_code) else {
+        return Err(broken(&format!("unknown error code {:?}", result.error_code)));
+    };
+    let field = Some(result.error_field).filter(|field| !field.is_empty());
+    Err(Refusal { code, field, message: result.error_message })
 }
 
 impl NextHop for GrpcHop {
@@ -105,7 +100,7 @@ impl NextHop for GrpcHop {
         Box::pin(self.cast(vote))
     }
 
-    fn forward_batch<'a>(&'a self, votes: Vec<Vote>) -> BoxFuture<'a, Result<Vec<ItemOutcome>, ApiError>> {
+    fn forward_batch(&self, votes: Vec<Vote>) -> BoxFuture<'_, Result<Vec<ItemOutcome>, ApiError>> {
         Box::pin(self.cast_batch(votes))
     }
 
@@ -118,11 +113,11 @@ impl NextHop for GrpcHop {
 
 /// Starts grpc-client; returns once it listens.
 pub async fn launch(
-    settings: &ClientSettings,
+    settings: FrontSettings,
     registry: Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let hop = GrpcHop::new(settings)?;
+    let hop = GrpcHop::new(&settings)?;
     hop.upstreams.resolve_now().await;
-    front::launch(settings.listen, &settings.http, &settings.route_prefixes, Arc::new(hop), registry, shutdown).await
+    front::launch(&settings.front, Arc::new(hop), registry, shutdown).await
 }

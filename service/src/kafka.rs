@@ -13,23 +13,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::{Statistics, Window};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use voteflow_proto::AcceptedRecord;
-use voteflow_proto::record::{CONTENT_TYPE, CONTENT_TYPE_HEADER, PATH_HEADER};
+use voteflow_domain::record::{CONTENT_TYPE, CONTENT_TYPE_HEADER, PATH_HEADER};
+use voteflow_domain::{AcceptedRecord, ErrorCode, ItemOutcome, Refusal, Vote, VotePath, batch};
 
-use crate::health::Readiness;
-use crate::settings::{KafkaSettings, PublisherSettings};
+use crate::health::{self, Readiness};
+use crate::metrics::latency_buckets;
+use crate::settings::PublisherSettings;
 
 /// Name of the readiness check the publisher feeds.
 pub const KAFKA_CHECK: &str = "kafka";
@@ -45,6 +46,16 @@ pub enum PublishError {
     Kafka(#[source] KafkaError),
     #[error("the producer is shutting down")]
     Closed,
+}
+
+impl From<PublishError> for Refusal {
+    fn from(error: PublishError) -> Self {
+        let code = match error {
+            PublishError::Overloaded => ErrorCode::Overloaded,
+            PublishError::Timeout(_) | PublishError::Kafka(_) | PublishError::Closed => ErrorCode::KafkaUnavailable,
+        };
+        Refusal::new(code, format!("vote not accepted: {error}"))
+    }
 }
 
 /// Where Kafka put an acknowledged vote.
@@ -79,7 +90,7 @@ impl PublisherMetrics {
         )?;
         let latency = HistogramVec::new(
             HistogramOpts::new("voteflow_kafka_produce_seconds", "Time from send to Kafka's acknowledgement.")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                .buckets(latency_buckets()),
             &["outcome"],
         )?;
         let in_flight = IntGauge::new("voteflow_kafka_in_flight", "Votes sent to Kafka and not yet acknowledged.")?;
@@ -230,6 +241,21 @@ impl Publisher {
         futures::future::join_all(records.iter().map(|record| self.publish(record))).await
     }
 
+    /// Accepts a parsed batch on `path`: publishes its valid votes (stamped now) and answers
+    /// one outcome per vote, in the batch's order, the refused ones as they were.
+    pub async fn accept_batch(&self, parsed: Vec<Result<Vote, Refusal>>, path: VotePath) -> Vec<ItemOutcome> {
+        let accepted_at = Utc::now();
+        let records: Vec<AcceptedRecord> =
+            batch::valid(&parsed).into_iter().map(|vote| AcceptedRecord { vote, accepted_at, path }).collect();
+        let published = self.publish_batch(&records).await;
+        let outcomes = records
+            .iter()
+            .zip(published)
+            .map(|(record, result)| result.map(|_| record.vote.vote_id()).map_err(Refusal::from))
+            .collect();
+        batch::merge(parsed, outcomes)
+    }
+
     async fn send(&self, record: &AcceptedRecord) -> Result<Acked, PublishError> {
         let payload = record.encode_payload();
         let headers = OwnedHeaders::new_with_capacity(2)
@@ -263,29 +289,13 @@ impl Publisher {
 
     /// Whether the brokers answer a metadata request for the topic right now.
     pub async fn check_connection(&self) -> bool {
-        let producer = self.producer.clone();
-        let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(Some(&topic), Duration::from_secs(1)).is_ok_and(|metadata| {
-                metadata
-                    .topics()
-                    .iter()
-                    .any(|t| t.name() == &*topic && t.error().is_none() && !t.partitions().is_empty())
-            })
-        })
-        .await
-        .unwrap_or(false)
+        let (producer, topic) = (self.producer.clone(), self.topic.clone());
+        blocking_probe(move || topic_answers(producer.client(), &topic, Duration::from_secs(1))).await
     }
 
     /// Keeps the `kafka` readiness check current until shutdown.
     pub async fn watch_connection(self, readiness: Readiness, shutdown: CancellationToken) {
-        loop {
-            readiness.set(KAFKA_CHECK, self.check_connection().await);
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(2)) => {},
-            }
-        }
+        health::watch(readiness, KAFKA_CHECK, Duration::from_secs(2), || self.check_connection(), shutdown).await;
     }
 
     /// Waits up to `timeout` for every queued vote to be acknowledged (graceful shutdown).
@@ -302,32 +312,15 @@ impl Publisher {
     }
 }
 
-/// Creates a topic if it does not exist (tests and local tooling; production topics are
-/// created by the deployment).
-pub async fn ensure_topic(kafka: &KafkaSettings, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create()?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics([&new_topic], &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
-        }
-    }
-    Ok(())
+/// Whether the brokers behind `client` answer a metadata request for `topic` with its
+/// partitions within `timeout`: the Kafka readiness check of every service. Blocking.
+pub fn topic_answers<C: ClientContext>(client: &Client<C>, topic: &str, timeout: Duration) -> bool {
+    client.fetch_metadata(Some(topic), timeout).is_ok_and(|metadata| {
+        metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+    })
 }
 
-/// Deletes topics (test and suite clean-up); a topic already gone is not an error.
-pub async fn delete_topics(kafka: &KafkaSettings, topics: &[&str]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create()?;
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.delete_topics(topics, &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((name, code)) => anyhow::bail!("cannot delete topic {name}: {code}"),
-        }
-    }
-    Ok(())
+/// Runs a blocking probe (librdkafka's calls block) off the async workers.
+pub async fn blocking_probe(probe: impl FnOnce() -> bool + Send + 'static) -> bool {
+    tokio::task::spawn_blocking(probe).await.unwrap_or(false)
 }

@@ -1,6 +1,9 @@
-//! Test support, for the integration tests of every crate: a real consumer with its own
-//! topic, group, MongoDB database and Redis key prefix, and readers of what it wrote.
-//! Servers come from KAFKA_BROKERS, REDIS_URL and MONGODB_URI (`scripts/stack env`).
+//! Test support for the integration tests of every crate and for the tools: a real
+//! consumer with its own topic, group, MongoDB database and Redis key prefix, readers of
+//! what it wrote, topics made and removed, and quiet logs. Servers come from KAFKA_BROKERS,
+//! REDIS_URL and MONGODB_URI (`scripts/stack env`). No product crate depends on this one.
+
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,14 +11,26 @@ use std::time::{Duration, Instant};
 use clap::Parser as _;
 use mongodb::bson::{Document, doc};
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
 use redis::AsyncCommands as _;
 use tokio_util::sync::CancellationToken;
-use voteflow_runtime::kafka::ensure_topic;
-use voteflow_runtime::settings::KafkaSettings;
+use voteflow_consumer::settings::ConsumerSettings;
+use voteflow_consumer::sink::tally::{REDIS_CONNECTION_TIMEOUT, REDIS_RESPONSE_TIMEOUT, TallyKeys};
+use voteflow_consumer::sink::vote_log::COLLECTION;
+use voteflow_service::settings::LogSettings;
 
-use crate::settings::ConsumerSettings;
-use crate::sink::tally::TallyKeys;
+/// Logs of the code under test, only when `TEST_LOG` is set, so a passing run stays quiet.
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        voteflow_service::telemetry::init(&LogSettings {
+            filter: "info,rocket=off,voteflow=debug".into(),
+            format: "text".into(),
+        });
+    }
+}
 
 /// The value of an env var, or the local stack's default.
 pub fn env_or(name: &str, default: &str) -> String {
@@ -43,7 +58,6 @@ pub fn mongodb_uri() -> String {
 /// long as the consumer does: the client's default of 500 ms failed a test's plain GET
 /// while the machine's neighbours took most of its CPU.
 pub async fn checking_redis(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    use crate::sink::tally::{REDIS_CONNECTION_TIMEOUT, REDIS_RESPONSE_TIMEOUT};
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(REDIS_CONNECTION_TIMEOUT))
         .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
@@ -71,13 +85,40 @@ pub fn topic_records(topic: &str) -> i64 {
         .sum()
 }
 
+/// Creates a topic on `brokers` if it does not exist (production topics are created by
+/// the deployment).
+pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&new_topic], &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes topics (suite clean-up); a topic already gone is not an error.
+pub async fn delete_topics(brokers: &str, topics: &[&str]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.delete_topics(topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => anyhow::bail!("cannot delete topic {name}: {code}"),
+        }
+    }
+    Ok(())
+}
+
 /// Creates a fresh topic (and its DLQ) for one test.
 pub async fn create_topic(partitions: i32) -> String {
     let brokers = kafka_brokers();
     let topic = format!("test-{}.votes", unique_id());
-    let kafka = KafkaSettings { brokers, topic: topic.clone() };
-    ensure_topic(&kafka, &topic, partitions).await.expect("create the test topic");
-    ensure_topic(&kafka, &format!("{topic}.dlq"), 1).await.expect("create the test DLQ topic");
+    ensure_topic(&brokers, &topic, partitions).await.expect("create the test topic");
+    ensure_topic(&brokers, &format!("{topic}.dlq"), 1).await.expect("create the test DLQ topic");
     topic
 }
 
@@ -133,8 +174,9 @@ impl IsolatedConsumer {
         ])
         .expect("consumer settings");
         let shutdown = CancellationToken::new();
-        let running =
-            crate::launch(settings, prometheus::Registry::new(), shutdown.clone()).await.expect("start the consumer");
+        let running = voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())
+            .await
+            .expect("start the consumer");
         let redis = checking_redis(&redis_url).await.unwrap();
         let mongo = mongodb::Client::with_uri_str(&mongodb_uri).await.unwrap();
         Self {
@@ -143,7 +185,7 @@ impl IsolatedConsumer {
             keys: TallyKeys::new(prefix),
             admin: running.admin_addr,
             stopped: Some(running.stopped),
-            votes: mongo.database(database).collection("votes"),
+            votes: mongo.database(database).collection(COLLECTION),
             redis,
             shutdown,
         }
@@ -185,16 +227,10 @@ impl IsolatedConsumer {
         }
     }
 
-    /// One sample of its Prometheus metrics, e.g. `voteflow_consumer_duplicates_total{kind="retry"}`.
+    /// One sample of its Prometheus metrics, e.g. `voteflow_consumer_duplicates_total{kind="retry"}`;
+    /// a series it does not export fails the test.
     pub async fn metric(&self, series: &str) -> f64 {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut stream = tokio::net::TcpStream::connect(self.admin).await.expect("the admin port");
-        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await.unwrap();
-        body.lines()
-            .find_map(|line| line.strip_prefix(series).and_then(|value| value.trim().parse().ok()))
-            .unwrap_or(0.0)
+        metric(self.admin, series).await.unwrap_or_else(|| panic!("{series} is not in the consumer's /metrics"))
     }
 
     /// Votes counted in Redis.
@@ -227,4 +263,24 @@ impl IsolatedConsumer {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The text of a service's `/metrics`, served at `addr`.
+pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("the admin port");
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+/// One sample of the service's metrics at `addr` (`name{labels}` exactly as exported),
+/// `None` when it exports no such series.
+pub async fn metric(addr: std::net::SocketAddr, series: &str) -> Option<f64> {
+    let body = metrics_text(addr).await;
+    body.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?;
+        value.starts_with(' ').then(|| value.trim().parse().ok()).flatten()
+    })
 }

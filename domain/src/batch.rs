@@ -1,60 +1,71 @@
-//! Batches of votes on both paths: parsing a JSON array with per-vote validation, the
-//! per-vote outcome, and the JSON report the fronts and rest-server answer with. A batch
-//! is not atomic: each vote is accepted (in Kafka) or rejected on its own.
+//! Batches of votes on both paths: a JSON array judged vote by vote, the outcome of each
+//! vote, and the JSON report the HTTP services answer with (and a front reads back). A
+//! batch is not atomic: each vote is accepted (in Kafka) or refused on its own.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
-use voteflow_proto::{Vote, VoteJson};
 
-use crate::http::ApiError;
-use crate::kafka::PublishError;
-
-/// Why one vote of a batch was not accepted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ItemError {
-    pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl ItemError {
-    pub fn from_api(error: &ApiError) -> Self {
-        Self { error: error.code().to_owned(), field: error.field().map(str::to_owned), message: error.to_string() }
-    }
-
-    pub fn from_publish(error: PublishError) -> Self {
-        Self::from_api(&ApiError::NotAccepted(error))
-    }
-}
+use crate::json::parse_json;
+use crate::refusal::{ErrorCode, Refusal};
+use crate::vote::{Vote, VoteJson};
 
 /// The outcome of one vote of a batch: its vote_id once Kafka has it, or why not.
-pub type ItemOutcome = Result<Uuid, ItemError>;
+pub type ItemOutcome = Result<Uuid, Refusal>;
 
-/// Parses a JSON array of votes, validating each on its own. Broken JSON, a body that is
-/// not an array, or more than `max_votes` votes fail the whole batch.
-pub fn parse_batch(bytes: &[u8], max_votes: usize) -> Result<Vec<Result<Vote, ItemError>>, ApiError> {
+/// Parses a JSON array of votes, judging each on its own. Broken JSON, a body that is not
+/// an array, or more than `max_votes` votes refuse the whole batch.
+pub fn parse_batch(bytes: &[u8], max_votes: usize) -> Result<Vec<Result<Vote, Refusal>>, Refusal> {
     // Each item is kept as its raw text and parsed on its own, so one bad vote is that
-    // vote's error, not the batch's; going through a `Value` per item instead cost a
+    // vote's refusal, not the batch's; going through a `Value` per item instead cost a
     // third of rest-server's instructions per batched vote (callgrind).
-    let items: Vec<&RawValue> = crate::http::body::parse_json(bytes, "a JSON array of votes")?;
+    let items: Vec<&RawValue> = parse_json(bytes, "a JSON array of votes")?;
     if items.len() > max_votes {
-        return Err(ApiError::TooManyVotes { limit: max_votes, got: items.len() });
+        return Err(too_many(max_votes, Some(items.len())));
     }
     Ok(items
         .into_iter()
         .map(|item| {
             if !item.get().starts_with('{') {
-                return Err(ItemError::from_api(&ApiError::InvalidBody("each vote must be a JSON object".into())));
+                return Err(Refusal::new(ErrorCode::InvalidBody, "each vote must be a JSON object"));
             }
             let json: VoteJson = serde_json::from_str(item.get())
-                .map_err(|error| ItemError::from_api(&ApiError::InvalidBody(error.to_string())))?;
-            Vote::try_from(json).map_err(|error| ItemError::from_api(&ApiError::InvalidVote(error)))
+                .map_err(|error| Refusal::new(ErrorCode::InvalidBody, error.to_string()))?;
+            Ok(Vote::try_from(json)?)
         })
         .collect())
+}
+
+/// A batch (or a gRPC stream, whose length is not known when it is cut) holds more votes
+/// than allowed.
+pub fn too_many(limit: usize, got: Option<usize>) -> Refusal {
+    let message = match got {
+        Some(got) => format!("a batch holds at most {limit} votes, got {got}"),
+        None => format!("a batch holds at most {limit} votes"),
+    };
+    Refusal::new(ErrorCode::BatchTooLarge, message)
+}
+
+/// The valid votes of a parsed batch, in order: what goes on to Kafka or the next hop.
+pub fn valid(parsed: &[Result<Vote, Refusal>]) -> Vec<Vote> {
+    parsed.iter().filter_map(|item| item.as_ref().ok().cloned()).collect()
+}
+
+/// Puts the outcomes of the votes that went on back among the ones refused before, in
+/// the order the batch had.
+pub fn merge(parsed: Vec<Result<Vote, Refusal>>, forwarded: Vec<ItemOutcome>) -> Vec<ItemOutcome> {
+    let mut forwarded = forwarded.into_iter();
+    parsed
+        .into_iter()
+        .map(|item| match item {
+            Ok(_) => {
+                forwarded.next().unwrap_or_else(|| Err(Refusal::new(ErrorCode::BadGateway, "no outcome for this vote")))
+            }
+            Err(refusal) => Err(refusal),
+        })
+        .collect()
 }
 
 /// One entry of `results` in a batch report, as written and as read back.
@@ -90,12 +101,12 @@ pub fn report(outcomes: &[ItemOutcome]) -> String {
         .enumerate()
         .map(|(index, outcome)| match outcome {
             Ok(vote_id) => ItemReport { index, vote_id: Some(*vote_id), error: None, field: None, message: None },
-            Err(error) => ItemReport {
+            Err(refusal) => ItemReport {
                 index,
                 vote_id: None,
-                error: Some(Cow::Borrowed(&error.error)),
-                field: error.field.as_deref().map(Cow::Borrowed),
-                message: Some(Cow::Borrowed(&error.message)),
+                error: Some(Cow::Borrowed(refusal.code.as_str())),
+                field: refusal.field.as_deref().map(Cow::Borrowed),
+                message: Some(Cow::Borrowed(&refusal.message)),
             },
         })
         .collect();
@@ -103,7 +114,8 @@ pub fn report(outcomes: &[ItemOutcome]) -> String {
     serde_json::to_string(&report).expect("a batch report always serializes")
 }
 
-/// Reads a batch report back (the fronts read rest-server's).
+/// Reads a batch report back (the fronts read rest-server's): `None` when it is not a
+/// report of `expected` votes in voteflow's vocabulary.
 pub fn parse_report(body: &str, expected: usize) -> Option<Vec<ItemOutcome>> {
     let report: Report<'_> = serde_json::from_str(body).ok()?;
     if report.results.len() != expected {
@@ -115,27 +127,12 @@ pub fn parse_report(body: &str, expected: usize) -> Option<Vec<ItemOutcome>> {
         .map(|item| {
             Some(match item.vote_id {
                 Some(vote_id) => Ok(vote_id),
-                None => Err(ItemError {
-                    error: item.error?.into_owned(),
+                None => Err(Refusal {
+                    code: ErrorCode::parse(&item.error?)?,
                     field: item.field.map(Cow::into_owned),
                     message: item.message.map(Cow::into_owned).unwrap_or_default(),
                 }),
             })
-        })
-        .collect()
-}
-
-/// Puts the outcomes of the votes that were forwarded back among the ones rejected
-/// before forwarding, in the order the batch had.
-pub fn merge(parsed: Vec<Result<Vote, ItemError>>, forwarded: Vec<ItemOutcome>) -> Vec<ItemOutcome> {
-    let mut forwarded = forwarded.into_iter();
-    parsed
-        .into_iter()
-        .map(|item| match item {
-            Ok(_) => forwarded.next().unwrap_or_else(|| {
-                Err(ItemError { error: "bad_gateway".into(), field: None, message: "no outcome for this vote".into() })
-            }),
-            Err(error) => Err(error),
         })
         .collect()
 }
@@ -154,18 +151,19 @@ mod tests {
         let parsed = parse_batch(body, 10).unwrap();
         assert!(parsed[0].is_ok());
         assert_eq!(parsed[1].as_ref().unwrap_err().field.as_deref(), Some("rank"));
-        assert_eq!(parsed[2].as_ref().unwrap_err().error, "invalid_body");
+        assert_eq!(parsed[2].as_ref().unwrap_err().code, ErrorCode::InvalidBody);
         let duplicate = parsed[3].as_ref().unwrap_err();
-        assert_eq!(duplicate.error, "invalid_body");
+        assert_eq!(duplicate.code, ErrorCode::InvalidBody);
         assert!(duplicate.message.contains("duplicate field `band`"), "{}", duplicate.message);
-        let escaped = parsed[4].as_ref().unwrap();
+        let escaped = parsed[4].as_ref().unwrap().clone();
         assert_eq!((escaped.band(), escaped.album(), escaped.year()), ("Sigur Rós", "\"()\"", 2002));
+        assert_eq!(valid(&parsed).len(), 2);
 
         let id = Uuid::now_v7();
         let other = Uuid::now_v7();
         let mut outcomes = merge(parsed, vec![Ok(id), Ok(other)]);
         let quoted = "Kafka said \"no\"\n";
-        outcomes.push(Err(ItemError { error: "kafka_unavailable".into(), field: None, message: quoted.into() }));
+        outcomes.push(Err(Refusal::new(ErrorCode::KafkaUnavailable, quoted)));
         let text = report(&outcomes);
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!((json["accepted"].as_u64(), json["rejected"].as_u64()), (Some(2), Some(4)));
@@ -176,12 +174,21 @@ mod tests {
         assert_eq!(json["results"][5]["message"], quoted);
         assert_eq!(parse_report(&text, 6).unwrap(), outcomes, "the report reads back, escapes and all");
         assert_eq!(parse_report(&text, 5), None, "a report of another length is refused");
+        let foreign = text.replace("kafka_unavailable", "no_such_code");
+        assert_eq!(parse_report(&foreign, 6), None, "a code outside the vocabulary is refused");
+        let short = merge(vec![Ok(escaped.clone()), Ok(escaped.clone())], vec![Ok(id)]);
+        assert_eq!(short[1].as_ref().unwrap_err().code, ErrorCode::BadGateway, "a missing outcome is the hop's fault");
     }
 
     #[test]
     fn whole_batch_failures() {
-        assert!(matches!(parse_batch(b"[", 10), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_batch(b"{}", 10), Err(ApiError::InvalidBody(_))));
-        assert!(matches!(parse_batch(b"[{}, {}, {}]", 2), Err(ApiError::TooManyVotes { limit: 2, got: 3 })));
+        assert_eq!(parse_batch(b"[", 10).unwrap_err().code, ErrorCode::MalformedJson);
+        assert_eq!(parse_batch(b"{}", 10).unwrap_err().code, ErrorCode::InvalidBody);
+        let two = br#"[{"band": "A"}, {"band": "B"}]"#;
+        let refused = parse_batch(two, 1).unwrap_err();
+        assert_eq!(
+            (refused.code, refused.message.as_str()),
+            (ErrorCode::BatchTooLarge, "a batch holds at most 1 votes, got 2")
+        );
     }
 }

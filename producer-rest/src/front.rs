@@ -1,5 +1,5 @@
-//! rest-client: the shared HTTP front with [`RestHop`], a pooled keep-alive HTTP/1.1 hop
-//! to rest-server. Upstream 4xx and 503 answers are relayed unchanged; an unreachable or
+//! rest-client: the shared Rocket front (`voteflow_http::front`) with [`RestHop`], a
+//! pooled keep-alive HTTP/1.1 hop to rest-server. Upstream 4xx and 503 answers are relayed unchanged; an unreachable or
 //! slow upstream is a 503 with Retry-After, never a hang.
 
 use std::sync::Arc;
@@ -17,12 +17,12 @@ use prometheus::Registry;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use voteflow_proto::Vote;
-use voteflow_runtime::batch::{self, ItemOutcome};
-use voteflow_runtime::front::{self, NextHop};
-use voteflow_runtime::http::{ApiError, Running};
+use voteflow_domain::{ItemOutcome, Vote, batch};
+use voteflow_http::ApiError;
+use voteflow_http::front::{self, NextHop};
+use voteflow_service::process::Running;
 
-use crate::settings::ClientSettings;
+use crate::settings::FrontSettings;
 
 /// The most of an answer from rest-server read into memory. Its biggest answer, a batch
 /// report, is ~100 bytes per vote; anything past this is a broken upstream, not a report.
@@ -50,8 +50,9 @@ pub struct RestHop {
 }
 
 impl RestHop {
-    pub fn new(settings: &ClientSettings) -> anyhow::Result<Self> {
-        let base = settings.server_url.trim_end_matches('/');
+    pub fn new(settings: &FrontSettings) -> anyhow::Result<Self> {
+        let server_url = &settings.front.server_url;
+        let base = server_url.expose().trim_end_matches('/');
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
@@ -61,14 +62,19 @@ impl RestHop {
             .pool_max_idle_per_host(settings.upstream_pool_size)
             .build(connector);
         let uri = |path: &str| -> anyhow::Result<Uri> {
-            let uri: Uri = format!("{base}{path}").parse()?;
-            anyhow::ensure!(uri.scheme_str() == Some("http"), "REST_SERVER_URL must be an http:// URL, got {base}");
+            let uri: Uri = format!("{base}{path}")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("REST_SERVER_URL is not a URL: {server_url}"))?;
+            anyhow::ensure!(
+                uri.scheme_str() == Some("http"),
+                "REST_SERVER_URL must be an http:// URL, got {server_url}"
+            );
             Ok(uri)
         };
         Ok(Self {
             http,
             exchanges: Semaphore::new(settings.upstream_pool_size),
-            timeout: settings.upstream_timeout(),
+            timeout: settings.front.upstream_timeout(),
             votes_uri: uri("/votes")?,
             batch_uri: uri("/votes/batch")?,
             ready_uri: uri("/readyz")?,
@@ -78,8 +84,8 @@ impl RestHop {
     /// One exchange with rest-server, bounded by the upstream timeout as a whole (waiting
     /// for a free exchange, connecting, sending and reading the answer): the status,
     /// Retry-After and body.
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Answer, ApiError> {
-        let unavailable = |why: String| ApiError::NextHopUnavailable(format!("rest-server: {why}"));
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<RestServerReply, ApiError> {
+        let unavailable = |why: String| ApiError::next_hop_unavailable(format!("rest-server: {why}"));
         let exchange = async {
             // Never closed, so acquiring only waits.
             let _exchange = self.exchanges.acquire().await.map_err(|error| unavailable(error.to_string()))?;
@@ -91,7 +97,7 @@ impl RestHop {
             let body = match Limited::new(response.into_body(), MAX_UPSTREAM_BODY).collect().await {
                 Ok(body) => body.to_bytes(),
                 Err(error) if error.is::<LengthLimitError>() => {
-                    return Err(ApiError::NextHopBroken(format!(
+                    return Err(ApiError::next_hop_broken(format!(
                         "rest-server answered {status} with a body over {MAX_UPSTREAM_BODY} bytes"
                     )));
                 }
@@ -99,7 +105,7 @@ impl RestHop {
                     return Err(unavailable(format!("reading the answer: {}", with_causes(anyhow::anyhow!(error)))));
                 }
             };
-            Ok(Answer { status, retry_after, body: String::from_utf8_lossy(&body).into_owned() })
+            Ok(RestServerReply { status, retry_after, body: String::from_utf8_lossy(&body).into_owned() })
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -114,18 +120,18 @@ impl RestHop {
         json: &impl serde::Serialize,
         success: StatusCode,
     ) -> Result<String, ApiError> {
-        let body = serde_json::to_vec(json).map_err(|error| ApiError::NextHopBroken(error.to_string()))?;
+        let body = serde_json::to_vec(json).map_err(ApiError::next_hop_broken)?;
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri.clone();
         request.headers_mut().insert(CONTENT_TYPE, JSON);
-        let Answer { status, retry_after, body } = self.exchange(request).await?;
+        let RestServerReply { status, retry_after, body } = self.exchange(request).await?;
         match status {
             status if status == success => Ok(body),
             status if status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE => {
                 Err(ApiError::Relayed { status: status.as_u16(), body, retry_after })
             }
-            status => Err(ApiError::NextHopBroken(format!("rest-server answered {status}: {body}"))),
+            status => Err(ApiError::next_hop_broken(format!("rest-server answered {status}: {body}"))),
         }
     }
 
@@ -137,18 +143,18 @@ impl RestHop {
         }
         serde_json::from_str::<AcceptedBody>(&body)
             .map(|accepted| accepted.vote_id)
-            .map_err(|_| ApiError::NextHopBroken(format!("202 without a vote_id: {body}")))
+            .map_err(|_| ApiError::next_hop_broken(format!("202 without a vote_id: {body}")))
     }
 
     async fn post_batch(&self, votes: Vec<Vote>) -> Result<Vec<ItemOutcome>, ApiError> {
         let body = self.post_json(&self.batch_uri, &votes, StatusCode::OK).await?;
         batch::parse_report(&body, votes.len())
-            .ok_or_else(|| ApiError::NextHopBroken(format!("unreadable batch report: {body}")))
+            .ok_or_else(|| ApiError::next_hop_broken(format!("unreadable batch report: {body}")))
     }
 }
 
 /// What rest-server answered.
-struct Answer {
+struct RestServerReply {
     status: StatusCode,
     retry_after: Option<String>,
     body: String,
@@ -169,7 +175,7 @@ impl NextHop for RestHop {
         Box::pin(self.post(vote))
     }
 
-    fn forward_batch<'a>(&'a self, votes: Vec<Vote>) -> BoxFuture<'a, Result<Vec<ItemOutcome>, ApiError>> {
+    fn forward_batch(&self, votes: Vec<Vote>) -> BoxFuture<'_, Result<Vec<ItemOutcome>, ApiError>> {
         Box::pin(self.post_batch(votes))
     }
 
@@ -184,10 +190,10 @@ impl NextHop for RestHop {
 
 /// Starts rest-client; returns once it listens.
 pub async fn launch(
-    settings: &ClientSettings,
+    settings: FrontSettings,
     registry: Registry,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let hop = Arc::new(RestHop::new(settings)?);
-    front::launch(settings.listen, &settings.http, &settings.route_prefixes, hop, registry, shutdown).await
+    let hop = Arc::new(RestHop::new(&settings)?);
+    front::launch(&settings.front, hop, registry, shutdown).await
 }

@@ -2,10 +2,12 @@
 //! JSON object per line for log collectors, with the level as Cloud Logging reads it.
 
 use std::fmt;
+use std::io::IsTerminal as _;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_log::AsLog as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -13,22 +15,28 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::settings::LogSettings;
 
-/// Installs the global subscriber. A second call (tests start several apps in one
-/// process) keeps the first one.
+/// The crates (a target prefix) whose `log` records never reach the subscriber: Rocket
+/// logs several records per request, and even filtered out each cost the filter's work
+/// (docs/decisions/0001); its failures reach us as answers and metrics.
+const SILENCED_LOG_CRATES: &str = "rocket";
+
+/// Installs the global subscriber, and the bridge that hands `log` records (librdkafka's,
+/// for one) to it. A second call (tests start several apps in one process) keeps the first.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if settings.format == "json" {
+    // Colours only on a terminal: escape codes in a collected log hide its fields.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let installed = if settings.format == "json" {
         builder.event_format(CloudLoggingJson).try_init()
     } else {
         builder.compact().try_init()
     };
-}
-
-/// For tests: logs only when `TEST_LOG` is set, so a passing run stays quiet.
-pub fn init_for_tests() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        init(&LogSettings { filter: "info,rocket=off,voteflow=debug".into(), format: "text".into() });
+    if installed.is_ok() {
+        let max_level = tracing::level_filters::LevelFilter::current().as_log();
+        let _ = tracing_log::LogTracer::builder().with_max_level(max_level).ignore_crate(SILENCED_LOG_CRATES).init();
     }
 }
 
