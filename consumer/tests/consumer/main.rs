@@ -6,3 +6,4 @@ mod helpers;
 mod history;
 mod mongo_wire;
 mod redelivery;
+mod secrets;

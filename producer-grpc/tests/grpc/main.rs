@@ -9,4 +9,5 @@ mod end_to_end;
 mod helpers;
 mod ingress;
 mod kafka_down;
+mod secrets;
 mod server_restart;

@@ -9,3 +9,4 @@ mod helpers;
 mod kafka_client_latency;
 mod kafka_down;
 mod next_hop_down;
+mod secrets;
