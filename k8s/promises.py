@@ -175,7 +175,9 @@ def main():
         env = {**image_env, **env_of(container)}
         ports = {}
         for var, role in listens.items():
-            check(f'env = "{var}"' in (ROOT / settings_file).read_text(), f"{binary}: {settings_file} has no {var}")
+            settings_text = (ROOT / settings_file).read_text()
+            declared = f'env = "{var}"' in settings_text or f'.env("{var}")' in settings_text
+            check(declared, f"{binary}: {settings_file} has no {var}")
             check(var in env, f"{name}: {var} is set neither in the Deployment nor in the Dockerfile")
             port = int(env.get(var, ":0").rsplit(":", 1)[1])
             ports[role] = port
