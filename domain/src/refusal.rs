@@ -21,6 +21,7 @@ pub const GRPC_FIELD_KEY: &str = "voteflow-field";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrpcCode {
     InvalidArgument = 3,
+    DeadlineExceeded = 4,
     NotFound = 5,
     ResourceExhausted = 8,
     Unimplemented = 12,
@@ -35,6 +36,8 @@ pub enum ErrorCode {
     MalformedJson,
     UnsupportedMediaType,
     BodyTooLarge,
+    /// The request's body did not arrive within the read timeout.
+    RequestTimeout,
     /// More votes in one batch or stream than allowed.
     BatchTooLarge,
     /// JSON of the wrong shape.
@@ -56,10 +59,11 @@ pub enum ErrorCode {
     Internal,
 }
 
-const ALL: [ErrorCode; 16] = [
+const ALL: [ErrorCode; 17] = [
     ErrorCode::MalformedJson,
     ErrorCode::UnsupportedMediaType,
     ErrorCode::BodyTooLarge,
+    ErrorCode::RequestTimeout,
     ErrorCode::BatchTooLarge,
     ErrorCode::InvalidBody,
     ErrorCode::MissingField,
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::BatchTooLarge => "batch_too_large",
             ErrorCode::InvalidBody => "invalid_body",
             ErrorCode::MissingField => "missing_field",
@@ -108,6 +113,7 @@ impl ErrorCode {
             ErrorCode::MalformedJson | ErrorCode::BadRequest => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::BodyTooLarge | ErrorCode::BatchTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidBody | ErrorCode::MissingField | ErrorCode::WrongType | ErrorCode::InvalidField => 422,
@@ -129,6 +135,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge | ErrorCode::BatchTooLarge | ErrorCode::Overloaded => GrpcCode::ResourceExhausted,
             ErrorCode::KafkaUnavailable | ErrorCode::UpstreamUnavailable => GrpcCode::Unavailable,
             ErrorCode::NotFound => GrpcCode::NotFound,
+            ErrorCode::RequestTimeout => GrpcCode::DeadlineExceeded,
             ErrorCode::MethodNotAllowed => GrpcCode::Unimplemented,
             ErrorCode::BadGateway | ErrorCode::Internal => GrpcCode::Internal,
         }

@@ -6,11 +6,13 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 use uuid::Uuid;
 
 use crate::pb;
 
-/// Longest band or album name, in characters after trimming.
+/// Longest band or album name, in characters after normalising.
 pub const MAX_NAME_CHARS: usize = 120;
 /// Earliest year a voted album may come from.
 pub const MIN_YEAR: i32 = 1900;
@@ -126,19 +128,53 @@ impl Serialize for Vote {
     }
 }
 
+/// A name as it is counted: NFC, without invisible format characters, trimmed, with each
+/// run of white space made one space, so that names which look the same count as one.
+/// Refused when nothing visible (a letter, digit, punctuation or symbol) is left.
 fn validate_name(field: &'static str, raw: &str) -> Result<String, VoteError> {
-    let trimmed = raw.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 {
+    if raw.chars().any(char::is_control) {
+        return Err(VoteError::invalid(field, "must not contain control characters"));
+    }
+    let mut name = String::with_capacity(raw.len());
+    for word in raw.nfc().filter(|&c| !is_invisible(c)).collect::<String>().split_whitespace() {
+        if !name.is_empty() {
+            name.push(' ');
+        }
+        name.push_str(word);
+    }
+    if name.is_empty() {
         return Err(VoteError::invalid(field, "must not be empty"));
     }
+    if !name.chars().any(is_visible) {
+        return Err(VoteError::invalid(
+            field,
+            "must contain a visible character (a letter, digit, punctuation mark or symbol)",
+        ));
+    }
+    let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
         return Err(VoteError::invalid(field, format!("must be at most {MAX_NAME_CHARS} characters, got {chars}")));
     }
-    if trimmed.chars().any(char::is_control) {
-        return Err(VoteError::invalid(field, "must not contain control characters"));
-    }
-    Ok(trimmed.to_owned())
+    Ok(name)
+}
+
+/// Zero-width and direction-control format characters (BOM, zero-width space, soft
+/// hyphen, RLO...) and the Hangul fillers, which render as nothing. The zero-width
+/// joiner and non-joiner stay: scripts and emoji sequences need them.
+fn is_invisible(c: char) -> bool {
+    const HANGUL_FILLERS: [char; 4] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}'];
+    (c.general_category_group() == GeneralCategoryGroup::Other && !matches!(c, '\u{200C}' | '\u{200D}'))
+        || HANGUL_FILLERS.contains(&c)
+}
+
+fn is_visible(c: char) -> bool {
+    matches!(
+        c.general_category_group(),
+        GeneralCategoryGroup::Letter
+            | GeneralCategoryGroup::Number
+            | GeneralCategoryGroup::Punctuation
+            | GeneralCategoryGroup::Symbol
+    )
 }
 
 fn validate_year(year: i64) -> Result<i32, VoteError> {
@@ -159,8 +195,14 @@ fn validate_rank(rank: f64) -> Result<f64, VoteError> {
     Ok(rank)
 }
 
+/// The nil UUID is refused: a client that sends it sends it for every vote, and all but
+/// the first would be dropped as retries of it.
 fn parse_vote_id(raw: &str) -> Result<Uuid, VoteError> {
-    Uuid::try_parse(raw.trim()).map_err(|_| VoteError::invalid("vote_id", "must be a UUID"))
+    match Uuid::try_parse(raw.trim()) {
+        Ok(id) if id.is_nil() => Err(VoteError::invalid("vote_id", "must not be the nil UUID")),
+        Ok(id) => Ok(id),
+        Err(_) => Err(VoteError::invalid("vote_id", "must be a UUID")),
+    }
 }
 
 fn parse_cast_at(raw: &str) -> Result<DateTime<Utc>, VoteError> {
@@ -381,7 +423,41 @@ mod tests {
         assert_eq!(base(json!({"rank": "NaN"})), ("rank", Problem::Invalid));
         assert_eq!(base(json!({"rank": "inf"})), ("rank", Problem::Invalid));
         assert_eq!(base(json!({"vote_id": "not-a-uuid"})), ("vote_id", Problem::Invalid));
+        assert_eq!(base(json!({"vote_id": Uuid::nil().to_string()})), ("vote_id", Problem::Invalid));
         assert_eq!(base(json!({"cast_at": "yesterday"})), ("cast_at", Problem::Invalid));
+    }
+
+    #[test]
+    fn names_with_nothing_visible_are_refused() {
+        let invisible = [
+            "\u{200B}",                    // zero-width space
+            "\u{FEFF}",                    // byte order mark
+            "\u{202E}",                    // right-to-left override
+            "\u{00AD}",                    // soft hyphen
+            "\u{0301}\u{0308}",            // combining marks alone
+            "\u{3164}",                    // Hangul filler
+            "\u{200D}\u{200C}",            // joiners alone
+            " \u{200B} \u{2060}\u{00A0} ", // white space and word joiner
+        ];
+        for name in invisible {
+            let band = field_of(json!({"band": name, "album": "a", "year": 2000, "rank": 5}));
+            assert_eq!(band, ("band", Problem::Invalid), "{name:?}");
+            let album = field_of(json!({"band": "b", "album": name, "year": 2000, "rank": 5}));
+            assert_eq!(album, ("album", Problem::Invalid), "{name:?}");
+            let wire = pb::Vote { band: name.into(), album: "a".into(), year: 2000, rank: 5.0, ..Default::default() };
+            assert_eq!(Vote::try_from(wire).unwrap_err().field, "band", "{name:?}");
+        }
+    }
+
+    #[test]
+    fn look_alike_names_become_one_name() {
+        let band = |name: &str| from_json(json!({"band": name, "album": "a", "year": 2000, "rank": 5})).unwrap();
+        for look_alike in ["Sigur Ro\u{0301}s", "\u{FEFF}Sigur  Rós\u{200B}", " Sigur\u{00A0}Rós ", "Sig\u{00AD}ur Rós"]
+        {
+            assert_eq!(band(look_alike).band(), "Sigur Rós", "{look_alike:?}");
+        }
+        assert_eq!(band("👩\u{200D}🎤").band(), "👩\u{200D}🎤", "an emoji sequence keeps its joiner");
+        assert_eq!(band(&format!("{}\u{200B}", "x".repeat(120))).band().chars().count(), 120);
     }
 
     #[test]
