@@ -4,11 +4,12 @@
 //! nothing has been sent anywhere yet.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocket::Request;
 use rocket::data::{ByteUnit, Data, FromData, Outcome};
 use rocket::http::Status;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use voteflow_domain::{ErrorCode, Refusal, Vote, batch, json};
 
@@ -23,6 +24,8 @@ pub struct BodyLimits {
     pub batch_bytes: u64,
     /// Votes in one batch.
     pub batch_votes: usize,
+    /// Longest a body may take to arrive; slower ones get 408 and the connection closes.
+    pub read_timeout: Duration,
 }
 
 impl BodyLimits {
@@ -65,29 +68,60 @@ pub struct VoteBody(pub Vote, pub Admitted);
 pub struct BatchBody(pub Vec<Result<Vote, Refusal>>, pub Admitted);
 
 /// Reads the whole body, up to `limit` bytes, after checking it claims to be JSON and
-/// does not declare more than `limit`.
+/// does not declare more than `limit`, all within the read timeout (else 408).
+///
+/// A body refused before it is read whole is still read to its end (up to the batch
+/// limit) and dropped, so the client (or the ingress proxying it) gets its 413 or 415 on
+/// a connection that stays open, instead of a reset while it is still sending that a
+/// proxy would report as an unreachable upstream.
 pub async fn read_json_body(request: &Request<'_>, data: Data<'_>, limit: u64) -> Result<Vec<u8>, ApiError> {
-    if !request.content_type().is_some_and(|content_type| content_type.is_json()) {
-        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "Content-Type must be application/json"));
-    }
-    let too_large = || ApiError::new(ErrorCode::BodyTooLarge, format!("body is larger than {limit} bytes"));
+    let limits = BodyLimits::of(request);
+    let drain_limit = limits.batch_bytes.max(limit);
     let declared = request.headers().get_one("Content-Length").and_then(|len| len.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
+    let too_large = || ApiError::new(ErrorCode::BodyTooLarge, format!("body is larger than {limit} bytes"));
+    let refused_unread = if !request.content_type().is_some_and(|content_type| content_type.is_json()) {
+        Some(ApiError::new(ErrorCode::UnsupportedMediaType, "Content-Type must be application/json"))
+    } else if declared.is_some_and(|len| len > limit) {
+        Some(too_large())
+    } else {
+        None
+    };
+    let mut stream = data.open(ByteUnit::from(drain_limit.saturating_add(1)));
+    let read = async {
+        if let Some(refusal) = refused_unread {
+            if declared.is_none_or(|len| len <= drain_limit) {
+                drain(&mut stream).await;
+            }
+            return Err(refusal);
+        }
+        // Read straight into a buffer of the declared size: Rocket's `into_bytes` goes
+        // through tokio's io::copy, which zeroes a fresh 8 KiB buffer per request. One
+        // byte over the limit tells "too large", whether or not a length was declared.
+        let capacity = declared.unwrap_or(1024).min(limit) as usize + 1;
+        let mut body = Vec::with_capacity(capacity);
+        (&mut stream)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+            .await
+            .map_err(|error| ApiError::new(ErrorCode::MalformedJson, format!("cannot read the body: {error}")))?;
+        if body.len() as u64 > limit {
+            drain(&mut stream).await;
+            return Err(too_large());
+        }
+        Ok(body)
+    };
+    match tokio::time::timeout(limits.read_timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the body did not arrive within {} ms", limits.read_timeout.as_millis()),
+        )),
     }
-    // Read straight into a buffer of the declared size: Rocket's `into_bytes` goes through
-    // tokio's io::copy, which zeroes a fresh 8 KiB buffer per request. One byte over the
-    // limit tells "too large", whether or not a length was declared.
-    let capacity = declared.unwrap_or(1024).min(limit) as usize + 1;
-    let mut body = Vec::with_capacity(capacity);
-    data.open(ByteUnit::from(limit.saturating_add(1)))
-        .read_to_end(&mut body)
-        .await
-        .map_err(|error| ApiError::new(ErrorCode::MalformedJson, format!("cannot read the body: {error}")))?;
-    if body.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(body)
+}
+
+/// Reads and drops what is left of a body (the stream itself stops at the drain limit).
+async fn drain(stream: &mut (impl AsyncRead + Unpin)) {
+    let _ = tokio::io::copy(stream, &mut tokio::io::sink()).await;
 }
 
 /// A vote from `data`, within the vote limit.
@@ -148,7 +182,12 @@ mod tests {
             body.0.band().len().to_string()
         }
         let vote = br#"{"band": "Blur", "album": "Parklife", "year": 1994, "rank": 8}"#;
-        let limits = BodyLimits { vote_bytes: vote.len() as u64, batch_bytes: 1024, batch_votes: 10 };
+        let limits = BodyLimits {
+            vote_bytes: vote.len() as u64,
+            batch_bytes: 1024,
+            batch_votes: 10,
+            read_timeout: Duration::from_secs(5),
+        };
         let app = rocket::build().manage(limits).manage(InFlight::new(4)).mount("/", rocket::routes![echo_length]);
         let client = rocket::local::asynchronous::Client::untracked(app).await.expect("a local rocket");
         let post = |body: Vec<u8>| client.post("/").header(rocket::http::ContentType::JSON).body(body);

@@ -54,6 +54,7 @@ impl ApiError {
         let code = match status {
             404 => ErrorCode::NotFound,
             405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
             413 => ErrorCode::BodyTooLarge,
             500.. => ErrorCode::Internal,
             _ => ErrorCode::BadRequest,

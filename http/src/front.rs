@@ -157,22 +157,34 @@ mod tests {
     const VOTE: &str = r#"{"band": "Blur", "album": "Parklife", "year": 1994, "rank": 8}"#;
 
     fn settings(grace_secs: u32, max_requests_in_flight: usize) -> FrontArgs {
+        settings_with(grace_secs, max_requests_in_flight, &[])
+    }
+
+    /// The test settings, with `more` flags given instead of (or besides) the defaults.
+    fn settings_with(grace_secs: u32, max_requests_in_flight: usize, more: &[&str]) -> FrontArgs {
         #[derive(clap::Parser)]
         struct Front {
             #[command(flatten)]
             front: FrontArgs,
         }
-        let parsed = <Front as clap::Parser>::try_parse_from([
-            "front".to_owned(),
-            "--listen=127.0.0.1:0".to_owned(),
-            "--server-url=http://127.0.0.1:1".to_owned(),
-            "--route-prefixes=/rest,/rust".to_owned(),
-            "--max-body-bytes=256".to_owned(),
-            "--max-batch-body-bytes=1024".to_owned(),
-            "--batch-max-votes=10".to_owned(),
-            format!("--shutdown-grace-secs={grace_secs}"),
-            format!("--max-requests-in-flight={max_requests_in_flight}"),
-        ]);
+        let flag = |arg: &str| arg.split('=').next().unwrap_or_default().to_owned();
+        let overridden: Vec<String> = more.iter().map(|arg| flag(arg)).collect();
+        let parsed = <Front as clap::Parser>::try_parse_from(
+            [
+                "front".to_owned(),
+                "--listen=127.0.0.1:0".to_owned(),
+                "--server-url=http://127.0.0.1:1".to_owned(),
+                "--route-prefixes=/rest,/rust".to_owned(),
+                "--max-body-bytes=256".to_owned(),
+                "--max-batch-body-bytes=1024".to_owned(),
+                "--batch-max-votes=10".to_owned(),
+                format!("--shutdown-grace-secs={grace_secs}"),
+                format!("--max-requests-in-flight={max_requests_in_flight}"),
+            ]
+            .into_iter()
+            .filter(|arg| !overridden.contains(&flag(arg)))
+            .chain(more.iter().map(|arg| arg.to_string())),
+        );
         parsed.expect("front settings").front
     }
 
@@ -294,6 +306,92 @@ mod tests {
         assert_eq!(retry_after.as_ref().and_then(|value| value.to_str().ok()), Some("1"));
         assert_eq!(first.await.unwrap().unwrap().status(), 202, "the vote in flight is served");
         assert_eq!(post().await.unwrap().status(), 202, "a slot is free again once it was answered");
+        shutdown.cancel();
+        running.stopped.await.unwrap().unwrap();
+    }
+
+    /// Sends `request` on `connection` and reads one answer: its status and JSON body.
+    async fn exchange(connection: &mut tokio::net::TcpStream, request: &[u8]) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        connection.write_all(request).await.expect("the request is sent");
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let read = connection.read(&mut chunk).await.expect("an answer");
+            assert!(read > 0, "the connection closed after {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..read]);
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|n| n.trim().to_owned()))
+                .and_then(|n| n.parse().ok())
+                .expect("answers carry a Content-Length");
+            if body.len() >= length {
+                let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("a status line");
+                return (status, serde_json::from_str(&body[..length]).expect("a JSON body"));
+            }
+        }
+    }
+
+    /// Without the body being read to its end the front answered 413 and closed while the
+    /// client (or nginx in front of it) was still sending, which nginx reported as 503.
+    /// The bodies are far larger than what hyper itself reads past an unread body.
+    #[tokio::test]
+    async fn an_over_limit_body_is_answered_413_on_a_connection_that_stays_open() {
+        let http_settings = settings_with(1, 64, &["--max-batch-body-bytes=1048576"]);
+        let (running, shutdown) = start(Duration::ZERO, &http_settings).await;
+        let mut connection = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+        let post = |headers: &str, body: &str| {
+            format!("POST /votes HTTP/1.1\r\nHost: front\r\nContent-Type: application/json\r\n{headers}\r\n{body}")
+        };
+        let big = format!("{{\"band\": \"{}\"}}", "x".repeat(600_000));
+        let chunked = format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len());
+
+        let declared =
+            exchange(&mut connection, post(&format!("Content-Length: {}\r\n", big.len()), &big).as_bytes()).await;
+        let streamed = exchange(&mut connection, post("Transfer-Encoding: chunked\r\n", &chunked).as_bytes()).await;
+        let wrong_type = exchange(
+            &mut connection,
+            post(&format!("Content-Length: {}\r\n", big.len()), &big)
+                .replace("application/json", "text/plain")
+                .as_bytes(),
+        )
+        .await;
+        let after =
+            exchange(&mut connection, post(&format!("Content-Length: {}\r\n", VOTE.len()), VOTE).as_bytes()).await;
+
+        assert_eq!((declared.0, declared.1["error"].as_str()), (413, Some("body_too_large")), "{}", declared.1);
+        assert_eq!((streamed.0, streamed.1["error"].as_str()), (413, Some("body_too_large")), "{}", streamed.1);
+        assert_eq!((wrong_type.0, wrong_type.1["error"].as_str()), (415, Some("unsupported_media_type")));
+        assert_eq!(after.0, 202, "the same connection still serves: {}", after.1);
+        shutdown.cancel();
+        running.stopped.await.unwrap().unwrap();
+    }
+
+    /// Before the read timeout a stalled body held its connection until the client gave up.
+    #[tokio::test]
+    async fn a_body_that_stalls_is_answered_408() {
+        let http_settings = settings_with(1, 64, &["--body-read-timeout-ms=400"]);
+        let (running, shutdown) = start(Duration::ZERO, &http_settings).await;
+        let mut connection = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+        let stalled = format!(
+            "POST /votes HTTP/1.1\r\nHost: front\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{}",
+            &VOTE[..20]
+        );
+
+        let sent = Instant::now();
+        let (status, body) =
+            tokio::time::timeout(Duration::from_secs(5), exchange(&mut connection, stalled.as_bytes()))
+                .await
+                .expect("answered, not held");
+
+        assert_eq!((status, body["error"].as_str()), (408, Some("request_timeout")), "{body}");
+        let waited = sent.elapsed();
+        assert!(
+            waited >= Duration::from_millis(400) && waited < Duration::from_millis(1400),
+            "answered after {waited:?}"
+        );
         shutdown.cancel();
         running.stopped.await.unwrap().unwrap();
     }

@@ -64,6 +64,7 @@ pub fn with_common(
             vote_bytes: settings.max_body_bytes,
             batch_bytes: settings.max_batch_body_bytes,
             batch_votes: settings.batch_max_votes,
+            read_timeout: std::time::Duration::from_millis(settings.body_read_timeout_ms),
         })
         .manage(InFlight::new(settings.max_requests_in_flight))
         .mount("/", routes![healthz, readyz, metrics])
@@ -154,6 +155,7 @@ mod tests {
             max_body_bytes: 1024,
             max_batch_body_bytes: 1024,
             batch_max_votes: 10,
+            body_read_timeout_ms: 1000,
             max_requests_in_flight: 4,
             shutdown_grace_secs: 1,
         };

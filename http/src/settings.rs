@@ -22,6 +22,10 @@ pub struct HttpSettings {
     /// Most votes in one batch; more get 413.
     #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_max_votes: usize,
+    /// Longest a request body may take to arrive, in ms; a slower one gets 408 and its
+    /// connection closes, so slow clients cannot hold connections.
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
     /// Vote and batch requests worked on at once; beyond it they are shed with 503
     /// (overloaded, Retry-After). Bounds the bodies in memory: Rocket bounds no connections.
     #[arg(long, env = "MAX_REQUESTS_IN_FLIGHT", default_value_t = 4096, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
