@@ -85,7 +85,7 @@ impl ConsumerMetrics {
             duplicates: IntCounterVec::new(
                 Opts::new(
                     "voteflow_consumer_duplicates_total",
-                    "Records not counted again: redelivered records and client retries, by kind.",
+                    "Records not counted again, by kind: redelivered records, client retries, vote_ids reused for another vote (conflict).",
                 ),
                 &["kind"],
             )?,
@@ -120,7 +120,7 @@ impl ConsumerMetrics {
         for reason in ["undecodable", "invalid_vote", "bad_path"] {
             metrics.dead_letters.with_label_values(&[reason]);
         }
-        for kind in ["redelivered", "retry"] {
+        for kind in ["redelivered", "retry", "conflict"] {
             metrics.duplicates.with_label_values(&[kind]);
         }
         for path in ["rest", "grpc"] {

@@ -583,7 +583,9 @@ impl Sinks {
         let countable: Vec<&Consumed> = votes
             .iter()
             .enumerate()
-            .filter(|(index, _)| logged.retries.binary_search(index).is_err())
+            .filter(|(index, _)| {
+                logged.retries.binary_search(index).is_err() && logged.conflicts.binary_search(index).is_err()
+            })
             .map(|(_, consumed)| consumed)
             .collect();
         let redis_started = Instant::now();
@@ -599,15 +601,26 @@ impl Sinks {
         let redelivered = countable.len() as u64 - counted_votes.min(countable.len() as u64);
         self.metrics.duplicates.with_label_values(&["redelivered"]).inc_by(redelivered);
         self.metrics.duplicates.with_label_values(&["retry"]).inc_by(logged.retries.len() as u64);
+        self.metrics.duplicates.with_label_values(&["conflict"]).inc_by(logged.conflicts.len() as u64);
+        for &index in &logged.conflicts {
+            let consumed = &votes[index];
+            tracing::warn!(
+                vote_id = %consumed.record.vote.vote_id(),
+                partition = consumed.partition,
+                offset = consumed.offset,
+                "a vote_id reused for a different vote: the first copy stays, this one is not counted"
+            );
+        }
         self.metrics.batches.inc();
         self.metrics.batch_size.observe(records as f64);
         self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
-        if redelivered > 0 || !logged.retries.is_empty() {
+        if redelivered > 0 || !logged.retries.is_empty() || !logged.conflicts.is_empty() {
             tracing::info!(
                 records,
                 counted = counted_votes,
                 redelivered,
                 retries = logged.retries.len(),
+                conflicts = logged.conflicts.len(),
                 "batch held records counted before"
             );
         } else {

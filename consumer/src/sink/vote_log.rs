@@ -9,16 +9,20 @@
 //! the same vote_id (another position: never count it). The producers write votes
 //! without a key, so a retry may sit in another partition and be read first: then the
 //! retry is the copy stored and counted (with its own path and accepted_at), once.
+//! A vote_id reused for a *different* vote (another band, album, year or rank) is a
+//! conflict: the first copy stays the vote, the other is not counted and is reported
+//! (`voteflow_consumer_duplicates_total{kind="conflict"}` and a warning).
 
-use std::collections::HashMap;
-
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 
 use super::Consumed;
+
+/// Look-ups of duplicates' first copies in flight at once.
+const LOOKUPS_IN_FLIGHT: usize = 16;
 
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
@@ -69,37 +73,61 @@ impl VoteLog {
         if batch.is_empty() {
             return Ok(Logged::default());
         }
-        let duplicates = match self.votes.insert_many(batch.iter().map(document)).ordered(false).await {
+        let mut duplicates = match self.votes.insert_many(batch.iter().map(document)).ordered(false).await {
             Ok(_) => return Ok(Logged::default()),
             Err(error) => only_duplicates(&error).ok_or(error)?,
         };
-        // Where each duplicate vote_id was first logged from. Rare (redeliveries and
-        // client retries only), so the extra round trip stays off the common path.
+        duplicates.sort_unstable();
+        // Each duplicate's first copy, looked up by `_id` alone: one index look-up each, so
+        // the cost does not grow with the log. An `_id: {$in: [...]}` query was a scan of
+        // the whole collection on FerretDB (docs/decisions/0002-retry-path.md). Rare
+        // (redeliveries and client retries only), so it stays off the common path.
+        // Owned ids and collection handles: a future that borrows them is not `Send` for
+        // every lifetime, which the consumer's spawned task needs.
         let ids: Vec<String> = duplicates.iter().map(|&index| batch[index].record.vote.vote_id().to_string()).collect();
-        let mut first_seen: HashMap<String, (i32, i64)> = HashMap::with_capacity(ids.len());
-        let mut cursor = self
-            .votes
-            .find(doc! { "_id": { "$in": &ids } })
-            .projection(doc! { "kafka_partition": 1, "kafka_offset": 1 })
+        let votes = self.votes.clone();
+        let first_copies: Vec<Option<Document>> = futures::stream::iter(ids)
+            .map(move |id| {
+                let votes = votes.clone();
+                async move { votes.find_one(doc! { "_id": id }).projection(first_copy_projection()).await }
+            })
+            .buffered(LOOKUPS_IN_FLIGHT)
+            .try_collect()
             .await?;
-        while let Some(stored) = cursor.try_next().await? {
-            if let (Ok(id), Ok(partition), Ok(offset)) =
-                (stored.get_str("_id"), stored.get_i32("kafka_partition"), stored.get_i64("kafka_offset"))
-            {
-                first_seen.insert(id.to_owned(), (partition, offset));
-            }
-        }
-        let mut logged = Logged { redelivered: 0, retries: Vec::new() };
-        for (index, id) in duplicates.into_iter().zip(ids) {
+        let mut logged = Logged::default();
+        for (index, first_copy) in duplicates.into_iter().zip(first_copies) {
             let consumed = &batch[index];
-            if first_seen.get(&id) == Some(&(consumed.partition, consumed.offset)) {
-                logged.redelivered += 1;
-            } else {
+            let Some(first_copy) = first_copy else {
+                // Gone between the insert and the look-up (deleted by hand): a retry.
                 logged.retries.push(index);
+                continue;
+            };
+            let position = (first_copy.get_i32("kafka_partition").ok(), first_copy.get_i64("kafka_offset").ok());
+            if position == (Some(consumed.partition), Some(consumed.offset)) {
+                logged.redelivered += 1;
+            } else if same_vote(&first_copy, &document(consumed)) {
+                logged.retries.push(index);
+            } else {
+                logged.conflicts.push(index);
             }
         }
         Ok(logged)
     }
+}
+
+/// The fields of a vote that make it the same vote, as the first copy is read back.
+const VOTE_FIELDS: [&str; 4] = ["band", "album", "year", "rank"];
+
+fn first_copy_projection() -> Document {
+    let mut projection = doc! { "kafka_partition": 1, "kafka_offset": 1 };
+    for field in VOTE_FIELDS {
+        projection.insert(field, 1);
+    }
+    projection
+}
+
+fn same_vote(first_copy: &Document, this: &Document) -> bool {
+    VOTE_FIELDS.iter().all(|field| first_copy.get(field) == this.get(field))
 }
 
 /// What logging a batch found besides new documents.
@@ -107,9 +135,12 @@ impl VoteLog {
 pub struct Logged {
     /// Records logged before from this very Kafka position (a redelivery).
     pub redelivered: usize,
-    /// Indexes (into the batch) of votes whose vote_id was first logged from another
-    /// record: a client's retry, or a vote_id used twice. They must not be counted.
+    /// Indexes (into the batch, ascending) of votes whose vote_id was first logged from
+    /// another record with the same vote: a client's retry. They must not be counted.
     pub retries: Vec<usize>,
+    /// Indexes (ascending) of votes whose vote_id was first logged for a different vote:
+    /// an idempotency key reused. The first copy is the vote; these are not counted.
+    pub conflicts: Vec<usize>,
 }
 
 /// When every failure of an insert is a duplicate key, the batch indexes that failed.

@@ -35,6 +35,7 @@ async fn records_written_again_are_counted_and_logged_once() {
             let logged = log.insert(batch).await.unwrap();
             let countable: Vec<&Consumed> =
                 batch.iter().enumerate().filter(|(i, _)| !logged.retries.contains(i)).map(|(_, c)| c).collect();
+            assert!(logged.conflicts.is_empty(), "no vote_id here is reused for another vote");
             let mut last_offsets = std::collections::BTreeMap::new();
             for consumed in batch {
                 let last = last_offsets.entry(consumed.partition).or_insert(consumed.offset);
@@ -160,6 +161,38 @@ async fn a_vote_id_sent_again_into_another_partition_is_counted_once_whichever_c
         let series = format!("voteflow_consumer_stage_seconds_count{{stage=\"{stage}\"}}");
         assert_eq!(consumer.metric(&series).await, batches, "{series}");
     }
+}
+
+/// Before: answered 202 and silently not counted, reported nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vote_id_reused_for_another_vote_is_reported_and_not_counted() {
+    // Arrange: three votes; then the first one's vote_id sent with another band, and the
+    // second one's with another rank, and a true retry of the third.
+    let topic = TestTopic::create().await;
+    let database = format!("test_{}", unique_id());
+    let mut sent: Vec<AcceptedRecord> = Vec::new();
+    for band in ["Band 0", "Band 1", "Band 2"] {
+        sent.push(topic.send_vote_to(0, band).await);
+    }
+    let reuse = |original: &AcceptedRecord, band: &str, rank: f64| {
+        let mut wire = voteflow_domain::pb::Vote::from(&original.vote);
+        (wire.band, wire.rank) = (band.to_owned(), rank);
+        AcceptedRecord { vote: wire.try_into().unwrap(), accepted_at: chrono::Utc::now(), path: VotePath::Grpc }
+    };
+    for record in [reuse(&sent[0], "Band 1", 5.0), reuse(&sent[1], "Band 1", 9.5), retry_of(&sent[2])] {
+        topic.send_to(Some(0), None, &record.encode_payload(), Some("grpc")).await;
+    }
+
+    // Act
+    let consumer = IsolatedConsumer::start(&topic.name, &database).await;
+
+    // Assert: the first copies are the votes; the two reuses are conflicts, not retries.
+    assert_eq!(consumer.wait_for_committed(6, WITHIN).await, 6, "every record was read");
+    assert_eq!((consumer.total().await, consumer.logged().await), (3, 3));
+    let bands = consumer.band_counts().await;
+    assert_eq!(bands, [("Band 0".to_owned(), 1), ("Band 1".to_owned(), 1), ("Band 2".to_owned(), 1)].into());
+    assert_eq!(consumer.metric("voteflow_consumer_duplicates_total{kind=\"conflict\"}").await, 2.0);
+    assert_eq!(consumer.metric("voteflow_consumer_duplicates_total{kind=\"retry\"}").await, 1.0);
 }
 
 /// A client's re-send of `original`: the same vote (vote_id), accepted again, over gRPC.
