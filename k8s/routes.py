@@ -35,10 +35,26 @@ HTTPROUTE_PATH = ROOT / "k8s/components/gateway/httproute.yaml"
 NGINX_PATH = ROOT / "scripts/ingress/nginx.conf.in"
 PROBES_PATH = ROOT / "scripts/ingress/routes.json"
 GATEWAY_NAME = "voteflow"
-# What the ingress accepts as a body at most; the fronts answer anything over their own
-# (smaller) limits with 413 themselves.
+# What the ingress accepts as a body at most: the fronts' batch limit (MAX_BATCH_BODY_BYTES,
+# checked by `fresh`), so a body the fronts could never take is refused (413) before it is
+# sent on, and every smaller one the fronts read whole before they answer.
 BODY_LIMIT = "1m"
-LOCAL_BODY_LIMIT = "4m"
+HTTP_SETTINGS_PATH = ROOT / "http/src/settings.rs"
+# How long the local ingress waits for a client's headers, and between two reads of its
+# body; the fronts' own BODY_READ_TIMEOUT_MS bounds a whole body.
+CLIENT_TIMEOUT = "10s"
+# Refusals nginx makes itself (malformed HTTP, too large), in the fronts' JSON shape: nginx
+# status, the status answered, the vocabulary's code (domain/src/refusal.rs), the message.
+# 494 is nginx's own "request header too large", answered 431 as the fronts do.
+INGRESS_REFUSALS = [
+    (400, 400, "bad_request", "the request is not valid HTTP"),
+    (411, 411, "bad_request", "a body needs a Content-Length or chunked encoding"),
+    (413, 413, "body_too_large", f"body is larger than the ingress limit ({BODY_LIMIT})"),
+    (414, 414, "bad_request", "the request line is too long"),
+    (494, 431, "bad_request", "the request headers are too large"),
+    (501, 400, "bad_request", "the transfer encoding is not supported"),
+    (505, 400, "bad_request", "the HTTP version is not supported"),
+]
 class _Dumper(yaml.SafeDumper):
     """Block sequences indented under their key, as yamllint's default style wants."""
 
@@ -338,8 +354,13 @@ def render_nginx(table):
         "    client_body_temp_path @DIR@/tmp/body;", "    proxy_temp_path @DIR@/tmp/proxy;",
         "    fastcgi_temp_path @DIR@/tmp/fastcgi;", "    uwsgi_temp_path @DIR@/tmp/uwsgi;",
         "    scgi_temp_path @DIR@/tmp/scgi;",
-        "    # The fronts answer 413 themselves; this only keeps absurd bodies out.",
-        f"    client_max_body_size {LOCAL_BODY_LIMIT};", "",
+        "    # The fronts' batch limit: larger bodies get 413 here, smaller ones are read whole",
+        "    # by the fronts before they answer (a refusal never looks like an outage).",
+        f"    client_max_body_size {BODY_LIMIT};",
+        f"    client_header_timeout {CLIENT_TIMEOUT};", f"    client_body_timeout {CLIENT_TIMEOUT};",
+        "    # A client that half-closes after sending its request still gets its answer: the",
+        "    # request to the front is not abandoned when the client stops sending.",
+        "    proxy_ignore_client_abort on;", "",
     ]
     for front in table["fronts"]:
         lines += [f"    upstream {upstream_name(front)} {{", f"        server {placeholder(front)} max_fails=0;",
@@ -366,6 +387,16 @@ def render_nginx(table):
         "            add_header Retry-After 1 always;",
         "            return 503 '{\"error\":\"upstream_unavailable\",\"message\":\"the HTTP front is unreachable\"}';",
         "        }",
+        "        # nginx's own refusals, as JSON (named locations cannot serve them: nginx answers",
+        "        # 500 when a malformed request is redirected to one).",
+    ]
+    for status, answered, code, message in INGRESS_REFUSALS:
+        lines.append(f"        error_page {status} ={answered} /voteflow-ingress-refusal/{status};")
+    for status, answered, code, message in INGRESS_REFUSALS:
+        body = json.dumps({"error": code, "message": message}, separators=(",", ":"))
+        lines += [f"        location = /voteflow-ingress-refusal/{status} {{", "            internal;",
+                  "            default_type application/json;", f"            return {answered} '{body}';", "        }"]
+    lines += [
         "        # What no route matches (ingress-nginx's default backend answers 404 too).",
         "        location / {", "            default_type application/json;",
         "            return 404 '{\"error\":\"not_found\",\"message\":\"no route for this path\"}';", "        }",
@@ -400,6 +431,20 @@ def renderings(table):
 
 
 # --- checks --------------------------------------------------------------------------
+
+
+def check_body_limit():
+    """The ingress's body limit is the fronts' default batch limit."""
+    text = HTTP_SETTINGS_PATH.read_text()
+    found = re.search(r'env = "MAX_BATCH_BODY_BYTES", default_value_t = ([0-9_ *]+)\)', text)
+    if not found:
+        return [f"{HTTP_SETTINGS_PATH.relative_to(ROOT)}: no default for MAX_BATCH_BODY_BYTES found"]
+    fronts = eval(found.group(1).replace("_", ""), {"__builtins__": {}})  # digits, _ and * only
+    units = {"k": 1024, "m": 1024 * 1024}
+    ingress = int(BODY_LIMIT[:-1]) * units[BODY_LIMIT[-1]]
+    if fronts != ingress:
+        return [f"the ingress body limit {BODY_LIMIT} is {ingress} bytes, the fronts' MAX_BATCH_BODY_BYTES {fronts}"]
+    return []
 
 
 def check_table(table):
@@ -480,7 +525,7 @@ def main():
                  if not p.exists() or p.read_text() != text]
         for path in stale:
             print(f"routes: BROKEN: {path} is not what k8s/routes.yaml renders (run: python3 k8s/routes.py render)")
-        broken = check_table(table)
+        broken = check_table(table) + check_body_limit()
     elif command == "selftest":
         broken = selftest()
     elif command == "derive":

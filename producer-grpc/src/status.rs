@@ -27,18 +27,18 @@ fn tonic_code(code: GrpcCode) -> Code {
 
 /// Brings statuses produced by the transport into the contract: a message over the size
 /// limit is RESOURCE_EXHAUSTED (tonic says OUT_OF_RANGE) and an undecodable protobuf is
-/// INVALID_ARGUMENT (tonic says INTERNAL).
+/// INVALID_ARGUMENT (tonic says INTERNAL), each with its `voteflow-error` like any refusal.
 pub fn normalize(status: Status) -> Status {
     match normalized_code(status.code(), status.message()) {
-        Some(code) => Status::new(code, status.message().to_owned()),
+        Some(code) => to_status(&Refusal::new(code, status.message().to_owned())),
         None => status,
     }
 }
 
-fn normalized_code(code: Code, message: &str) -> Option<Code> {
+fn normalized_code(code: Code, message: &str) -> Option<ErrorCode> {
     match code {
-        Code::OutOfRange if message.contains("message length too large") => Some(Code::ResourceExhausted),
-        Code::Internal if message.contains("decode") => Some(Code::InvalidArgument),
+        Code::OutOfRange if message.contains("message length too large") => Some(ErrorCode::BodyTooLarge),
+        Code::Internal if message.contains("decode") => Some(ErrorCode::MalformedJson),
         _ => None,
     }
 }
@@ -61,8 +61,9 @@ pub fn normalize_response(response: http::Response<tonic::body::Body>) -> http::
 fn normalize_grpc_status(headers: &mut http::HeaderMap) {
     // Parsed by tonic, which also percent-decodes grpc-message.
     let Some(status) = Status::from_header_map(headers) else { return };
-    if let Some(fixed) = normalized_code(status.code(), status.message()) {
-        headers.insert("grpc-status", http::HeaderValue::from(fixed as i32));
+    if let Some(code) = normalized_code(status.code(), status.message()) {
+        headers.insert("grpc-status", http::HeaderValue::from(code.grpc_code() as i32));
+        headers.insert(GRPC_CODE_KEY, http::HeaderValue::from_static(code.as_str()));
     }
 }
 
@@ -136,7 +137,9 @@ mod tests {
         let too_large = Status::out_of_range("Error, decoded message length too large: found 20000 bytes");
         assert_eq!(normalize(too_large).code(), Code::ResourceExhausted);
         let undecodable = Status::internal("failed to decode Protobuf message: invalid wire type");
-        assert_eq!(normalize(undecodable).code(), Code::InvalidArgument);
+        let undecodable = normalize(undecodable);
+        assert_eq!(undecodable.code(), Code::InvalidArgument);
+        assert_eq!(metadata(&undecodable, GRPC_CODE_KEY), Some("malformed_json"));
         assert_eq!(normalize(Status::internal("boom")).code(), Code::Internal);
     }
 }

@@ -6,78 +6,14 @@
 //! count exactly per path.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use clap::Parser as _;
 use futures::StreamExt as _;
 use mongodb::bson::doc;
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use voteflow_testkit::{IsolatedConsumer, create_topic, kafka_brokers, unique_id};
 
-use crate::helpers::start_server;
-
-/// nginx serving the ingress template for the given fronts; stopped when dropped.
-struct Ingress {
-    url: String,
-    nginx: &'static str,
-    dir: PathBuf,
-    master: std::process::Child,
-}
-
-impl Drop for Ingress {
-    fn drop(&mut self) {
-        // `-s stop` makes the master stop its workers too; killing only the master would
-        // leave workers behind holding the port (and the test's output pipes).
-        let _ = std::process::Command::new(self.nginx)
-            .arg("-p")
-            .arg(&self.dir)
-            .arg("-c")
-            .arg(self.dir.join("nginx.conf"))
-            .args(["-s", "stop"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = self.master.wait();
-    }
-}
-
-impl Ingress {
-    async fn start(grpc_front: &str, rest_front: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("voteflow-ingress-{}", unique_id()));
-        std::fs::create_dir_all(dir.join("tmp")).unwrap();
-        let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ingress/nginx.conf.in");
-        let port = voteflow_testkit::dead_address().port();
-        let config = std::fs::read_to_string(template)
-            .unwrap()
-            .replace("@DIR@", dir.to_str().unwrap())
-            .replace("@PORT@", &port.to_string())
-            .replace("@GRPC_FRONT@", grpc_front)
-            .replace("@REST_FRONT@", rest_front);
-        std::fs::write(dir.join("nginx.conf"), config).unwrap();
-        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|path| std::path::Path::new(path).exists())
-            .expect("nginx is installed (scripts/stack up installs it)");
-        let master = std::process::Command::new(nginx)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "nginx did not listen; see {}", dir.display());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { url: format!("http://127.0.0.1:{port}"), nginx, dir, master }
-    }
-}
+use crate::deployment::Deployment;
 
 /// One request of the routing table's `expect` list.
 #[derive(Deserialize)]
@@ -106,50 +42,8 @@ fn vote(band: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_route_of_the_table_answers_and_counts_on_its_path_through_the_ingress() {
     // Arrange: both pairs, one consumer, and the ingress in front.
-    voteflow_testkit::init_logs();
-    let topic = create_topic(6).await;
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let grpc_server = start_server(&topic, "127.0.0.1:0", shutdown.clone()).await;
-    let grpc_front = voteflow_producer_grpc::front::launch(
-        voteflow_producer_grpc::settings::FrontSettings::try_parse_from([
-            "grpc-client",
-            "--listen=127.0.0.1:0",
-            &format!("--server-url=http://{grpc_server}"),
-        ])
-        .unwrap(),
-        prometheus::Registry::new(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let rest_server = voteflow_producer_rest::server::launch(
-        voteflow_producer_rest::settings::ServerSettings::try_parse_from([
-            "rest-server",
-            "--listen=127.0.0.1:0",
-            &format!("--kafka-brokers={}", kafka_brokers()),
-            &format!("--kafka-topic={topic}"),
-        ])
-        .unwrap(),
-        prometheus::Registry::new(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let rest_front = voteflow_producer_rest::front::launch(
-        voteflow_producer_rest::settings::FrontSettings::try_parse_from([
-            "rest-client",
-            "--listen=127.0.0.1:0",
-            &format!("--server-url=http://{}", rest_server.addr),
-        ])
-        .unwrap(),
-        prometheus::Registry::new(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let consumer = IsolatedConsumer::start(&topic, &format!("test_{}", unique_id())).await;
-    let ingress = Ingress::start(&grpc_front.addr.to_string(), &rest_front.addr.to_string()).await;
+    let deployment = Deployment::start().await;
+    let (consumer, ingress) = (&deployment.consumer, &deployment.ingress);
     let http = reqwest::Client::new();
     let probes = probes();
 

@@ -5,6 +5,8 @@
 mod bad_input;
 mod balance;
 mod batch;
+mod corpus;
+mod deployment;
 mod end_to_end;
 mod helpers;
 mod ingress;
