@@ -19,7 +19,8 @@ use voteflow_bench::speed::{self, BenchConfig};
         ceiling (a hello-world hyper server), rest and grpc (single votes through each HTTP front), rest-hop and \
         grpc-hop (each server on its own: HTTP JSON vs gRPC CastVote), batch-rest (/votes/batch) and batch-grpc \
         (CastVotes streams), produce (the Kafka Publisher straight to the broker; it also pre-fills the topic), \
-        redis-ceiling and mongo-ceiling (raw sink writes), consumer (draining the whole topic), and fresh-rest / \
+        redis-ceiling and mongo-ceiling (raw sink writes), retry-path (the vote log's insert of batches holding \
+        client retries, over the Mongo ceiling's documents), consumer (draining the whole topic), and fresh-rest / \
         fresh-grpc (an open loop at 50 % of each path's maximum: accept latency, and accepted -> visible in Redis). \
         Each scenario reports throughput, p50/p99/p99.9 latency, and CPU seconds and peak RSS of every process. \
         At the end every accepted vote must be counted in Redis and logged in MongoDB (exit 1 otherwise). Writes \

@@ -60,7 +60,7 @@ pub struct BenchConfig {
 }
 
 /// Every scenario, in the order a run takes them.
-pub const SCENARIOS: [&str; 13] = [
+pub const SCENARIOS: [&str; 14] = [
     "ceiling",
     "rest",
     "grpc",
@@ -71,6 +71,7 @@ pub const SCENARIOS: [&str; 13] = [
     "produce",
     "redis-ceiling",
     "mongo-ceiling",
+    "retry-path",
     "consumer",
     "fresh-rest",
     "fresh-grpc",
@@ -238,6 +239,15 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let mongo_ceiling = sinks::mongo_ceiling(&config.endpoints.mongodb_uri, &ceiling_database, votes).await?;
         let what = "insert_many (unordered) of the vote-log documents, 1000 per call, vote-log indexes";
         report.add_throughput("mongo-ceiling", what, mongo_ceiling, meter.finish());
+    }
+    if config.wants("retry-path") {
+        // After the Mongo ceiling, so the log it looks up in is as large as the run allows.
+        let meter = Meter::start(&watch(&services));
+        let rounds = if config.quick { 3 } else { 7 };
+        let figure = sinks::retry_path(&config.endpoints.mongodb_uri, &ceiling_database, rounds).await?;
+        println!("retry-path: {}", figure.note.as_deref().unwrap_or_default());
+        let what = "the vote log's insert of batches of 1000 holding 10 client retries (consumer's VoteLog::insert)";
+        report.add_throughput("retry-path", what, figure, meter.finish());
     }
     let sinks =
         crate::tally::Sinks::connect(&config.endpoints.redis_url, &prefix, &config.endpoints.mongodb_uri, &database)

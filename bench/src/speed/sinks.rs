@@ -179,6 +179,72 @@ pub async fn mongo_ceiling(mongodb_uri: &str, database: &str, votes: u64) -> any
     Ok(figure)
 }
 
+/// Retried votes in the retry path's mixed batch.
+const RETRIES_PER_BATCH: usize = 10;
+
+/// The vote log's retry path over a log that already holds the ceiling's documents: per
+/// round, a fresh batch of [`SINK_BATCH`], a batch holding [`RETRIES_PER_BATCH`] client
+/// retries (vote_ids of the fresh batch at other Kafka positions), and the fresh batch
+/// again (every record redelivered), each through the consumer's own `VoteLog::insert`.
+/// The figure is the batches with retries; the note has the medians of all three.
+pub async fn retry_path(mongodb_uri: &str, database: &str, rounds: u32) -> anyhow::Result<Throughput> {
+    let log = VoteLog::connect(mongodb_uri, database).await?;
+    let in_log = mongodb::Client::with_uri_str(mongodb_uri)
+        .await?
+        .database(database)
+        .collection::<mongodb::bson::Document>(voteflow_consumer::sink::vote_log::COLLECTION)
+        .estimated_document_count()
+        .await?;
+    let consumed =
+        |i: u64, offset: i64| -> anyhow::Result<Consumed> { Ok(Consumed { record: record(i)?, partition: 0, offset }) };
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2].as_secs_f64() * 1000.0
+    };
+    let (mut fresh, mut with_retries, mut redelivered) = (Vec::new(), Vec::new(), Vec::new());
+    // Kafka positions far beyond any the ceiling's documents carry.
+    let mut offset = 1_000_000_000_i64;
+    for _ in 0..rounds.max(1) {
+        let batch: Vec<Consumed> = (0..SINK_BATCH)
+            .map(|i| {
+                offset += 1;
+                consumed(i, offset)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut mixed: Vec<Consumed> = (0..SINK_BATCH as usize - RETRIES_PER_BATCH)
+            .map(|i| {
+                offset += 1;
+                consumed(i as u64, offset)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for original in batch.iter().step_by(batch.len() / RETRIES_PER_BATCH) {
+            offset += 1;
+            mixed.push(Consumed { record: original.record.clone(), partition: 1, offset });
+        }
+        for (batch, times, retries) in [(&batch, &mut fresh, 0), (&mixed, &mut with_retries, RETRIES_PER_BATCH)] {
+            let started = Instant::now();
+            let logged = log.insert(batch).await.context("the retry path's insert failed")?;
+            times.push(started.elapsed());
+            anyhow::ensure!(logged.retries.len() == retries, "{} retries found, {retries} sent", logged.retries.len());
+        }
+        let started = Instant::now();
+        let logged = log.insert(&batch).await.context("the retry path's redelivery failed")?;
+        redelivered.push(started.elapsed());
+        anyhow::ensure!(logged.redelivered == batch.len(), "{} of {} redelivered", logged.redelivered, batch.len());
+    }
+    let spent: Duration = with_retries.iter().sum();
+    let mut figure = Throughput::new(SINK_BATCH * with_retries.len() as u64, spent);
+    figure.note = Some(format!(
+        "a log of about {in_log} documents; medians of {} rounds: fresh batch of {SINK_BATCH} {:.0} ms, with \
+         {RETRIES_PER_BATCH} retries {:.0} ms, all redelivered {:.0} ms",
+        with_retries.len(),
+        median(fresh),
+        median(with_retries),
+        median(redelivered),
+    ));
+    Ok(figure)
+}
+
 /// Accepted-vote instants by album, and what Redis showed when.
 #[derive(Default)]
 pub struct Freshness {
