@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The README's benchmark tables, made from bench/results/latest.json.
+"""The benchmark's results tables (docs/benchmark.md), made from bench/results/latest.json.
 
-Prints the markdown that belongs between the README's `<!-- bench:begin -->` and
-`<!-- bench:end -->` markers; with --check README.md, exits 1 if the README holds
-anything else there (scripts/test runs the check, so the README's numbers are the
+Prints the markdown that belongs between docs/benchmark.md's `<!-- bench:begin -->` and
+`<!-- bench:end -->` markers; with --check docs/benchmark.md, exits 1 if the page holds
+anything else there (scripts/test runs the check, so the page's numbers are the
 committed run's).
 """
 
@@ -144,7 +144,7 @@ def cpu_per_vote(scenarios):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=pathlib.Path(__file__).parent / "results" / "latest.json")
-    parser.add_argument("--check", metavar="README", help="fail unless README's bench block is this table")
+    parser.add_argument("--check", metavar="PAGE", help="fail unless PAGE's bench block is this table")
     args = parser.parse_args()
     results = pathlib.Path(args.results)
     table = render(json.loads(results.read_text())) if results.exists() else NO_RUN
@@ -159,7 +159,7 @@ def main():
     if current != table:
         print(f"{args.check}: the bench block differs from {args.results}; run bench/results_table.py", file=sys.stderr)
         return 1
-    print(f"README bench block matches {args.results}")
+    print(f"{args.check}: bench block matches {args.results}")
     return 0
 
 

@@ -202,21 +202,19 @@ async fn run(
         // librdkafka's statistics every 5 s feed the lag gauge.
         .set("statistics.interval.ms", "5000")
         // Bounded prefetch: with a backlog librdkafka's defaults (100 000 records per
-        // partition, 64 MiB, 50 MiB fetches) took the consumer past 200 MiB RSS in the
-        // benchmark. 5 000 records per partition is still several 1 000-vote batches ahead.
+        // partition, 64 MiB, 50 MiB fetches) took the consumer's memory far past its
+        // limit. 5 000 records per partition is still several 1 000-vote batches ahead.
         .set("queued.min.messages", "5000")
         .set("queued.max.messages.kbytes", "8192")
         .set("fetch.max.bytes", "4194304")
         // Following a trickle, librdkafka's fetch.min.bytes=1 answered each fetch with a
-        // few records and the next fetch went out at once: the broker spent ~0.5 ms of CPU
-        // per vote (1+ core at 2 000 votes/s) and the open-loop benchmark fell behind.
-        // Holding a fetch up to 25 ms for 64 KiB cut that to ~0.1 ms (see the README).
+        // few records and the next fetch went out at once, which cost the broker several
+        // times the CPU per vote; holding a fetch up to 25 ms for 64 KiB avoids that.
         .set("fetch.min.bytes", "65536")
         .set("fetch.wait.max.ms", "25")
         // With a backlog the prefetch queue passes the bounds above, and librdkafka then
-        // postpones each partition's next fetch by this long (default 1 000 ms): the
-        // queue ran dry ~30 times per ~0.9M votes drained, for 0.1-1 s each, and the drain
-        // fell from ~24 500 to ~20 000 votes/s (see the README, "Fetch backoff").
+        // postpones each partition's next fetch by this long (its default is a second),
+        // so the queue ran dry (docs/decisions/0006-fetch-backoff-10ms.md).
         .set("fetch.queue.backoff.ms", "10")
         .create_with_context(GroupContext::new(metrics.lag.clone()))
         .context("Failed to create the Kafka consumer")?;

@@ -29,8 +29,8 @@ pub struct ConsumerSettings {
     /// Most votes in one batch.
     #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000)]
     pub batch_max_votes: usize,
-    // 15 instead of 50 cut freshness p50 from 114-129 to 67-80 ms at 11 000 votes/s, at
-    // about the same CPU per vote (README, "Batch wait").
+    // 15 rather than 50: votes become visible sooner at about the same CPU per vote
+    // (docs/decisions/0005-batch-wait-15ms.md).
     /// Longest wait to fill a batch, in ms, once its first vote arrived: each vote may wait
     /// this long before Redis counts it; a backlog fills batches without waiting.
     #[arg(long, env = "BATCH_MAX_WAIT_MS", default_value_t = 15)]

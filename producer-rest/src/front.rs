@@ -35,13 +35,13 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// hyper-util's pooled client rather than reqwest (which wraps the same client): reqwest
 /// layers redirect-following and retry services on every request and re-parses the URL
 /// twice per request to do so; under callgrind that was ~a fifth of rest-client's
-/// instructions per vote (README, "Where the time goes").
+/// instructions per vote (docs/benchmark.md, "Where the time goes").
 pub struct RestHop {
     http: Client<HttpConnector, Full<Bytes>>,
     /// One permit per exchange with rest-server, as many as the pool keeps connections:
     /// past that, hyper-util opens a connection per extra request and closes it again when
-    /// the pool is full, so under an open loop's 512 votes in flight the front held ~530
-    /// connections to rest-server (README, "rest-client's pool of idle connections").
+    /// the pool is full, so under an open loop the front held hundreds of connections to
+    /// rest-server (docs/decisions/0011-rest-client-pool.md).
     exchanges: Semaphore,
     timeout: Duration,
     votes_uri: Uri,

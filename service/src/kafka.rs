@@ -66,7 +66,7 @@ pub struct Acked {
 }
 
 /// The counter and latency histogram of one outcome, looked up once: resolving the label
-/// on every vote showed as 4 % of rest-server's instructions per batched vote.
+/// on every vote showed as a visible share of rest-server's instructions per batched vote.
 #[derive(Clone)]
 struct OutcomeMetrics {
     votes: IntCounter,
@@ -264,8 +264,8 @@ impl Publisher {
         // No key: librdkafka then sends every vote of a 10 ms window (its default
         // sticky.partitioning.linger.ms) to one partition, so one produce request carries
         // them all. Keyed by vote_id they spread over every partition, and librdkafka sends
-        // one partition per request: the broker spent 3-4x the CPU per vote (see the
-        // README). Nothing needs a vote's copies in one partition: the vote log tells a
+        // one partition per request: the broker spent several times the CPU per vote
+        // (docs/benchmark.md, "Votes without a key"). Nothing needs a vote's copies in one partition: the vote log tells a
         // client's retry from a redelivery by the first copy's partition and offset.
         let kafka_record = FutureRecord::<(), _>::to(&self.topic).payload(&payload).headers(headers);
         let delivery = match self.producer.send_result(kafka_record) {

@@ -81,7 +81,7 @@ struct Args {
     /// Tokio worker threads of each service and of the hello ceiling (their
     /// TOKIO_WORKER_THREADS). 1 by default: the k8s manifests give each service one CPU, and
     /// on this machine, where six processes share two cores, one worker each cost less CPU
-    /// per vote than two (README, "One tokio worker per service"). 0: tokio's default, one
+    /// per vote than two (docs/decisions/0008-one-tokio-worker.md). 0: tokio's default, one
     /// per CPU.
     #[arg(long, default_value_t = 1)]
     service_worker_threads: usize,
@@ -93,7 +93,7 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-// mimalloc, not glibc malloc: see "Where the time goes" in the README.
+// mimalloc, not glibc malloc: see docs/decisions/0010-mimalloc.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

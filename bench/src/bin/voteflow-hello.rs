@@ -38,7 +38,7 @@ async fn answer(request: Request<hyper::body::Incoming>) -> Result<Response<Full
         .unwrap_or_default())
 }
 
-// mimalloc, not glibc malloc: see "Where the time goes" in the README.
+// mimalloc, not glibc malloc: see docs/decisions/0010-mimalloc.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -144,8 +144,8 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let connections = config.connections;
     let grpc_vote = grpc_vote();
     if !config.kafka_warmup.is_zero() {
-        // A broker started minutes before spends its first minute of load compiling (JIT):
-        // cold, rest-hop made 4 082 votes/s with Kafka using 1.2 cores; warm, 10 760.
+        // A broker started minutes before spends its first minute of load compiling (JIT),
+        // which would slow whichever scenario came first.
         let warm = Plan { warmup: Duration::ZERO, measure: config.kafka_warmup, ..plan("warm-up", connections, 1) };
         let requesters = http_requesters(format!("http://{REST_SERVER}/votes"), connections, single.clone(), false)?;
         generator::run(&warm, requesters, next_index.clone(), ledger.clone()).await;
@@ -317,9 +317,8 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
             }
         });
         // Each open-loop connection sends on its own fixed schedule, so one slow answer
-        // holds back that connection's next due votes: with as many connections as the
-        // closed loop (then 32) at 2 100 votes/s (15 ms per slot), a 46 ms p99 at the front
-        // became a 320 ms p99 in the generator. Four times as many leave each slot 4x longer.
+        // holds back that connection's next due votes, and the generator's p99 grew far
+        // past the front's. Four times as many connections leave each slot 4x longer.
         let connections = connections * OPEN_LOOP_CONNECTIONS_PER_CLOSED;
         let requesters: Vec<HttpJson> = (0..connections)
             .map(|_| HttpJson::new(&url, body.clone(), false).map(|requester| requester.on_accepted(hook.clone())))

@@ -68,9 +68,9 @@ impl Throughput {
 pub async fn produce_ceiling(settings: &PublisherSettings, votes: u64) -> anyhow::Result<(Throughput, u64)> {
     let publisher = Publisher::new(settings, "voteflow-bench", &prometheus::Registry::new())?;
     anyhow::ensure!(publisher.check_connection().await, "Kafka does not answer for topic {}", settings.kafka.topic);
-    // One vote acknowledged before the clock starts. Without it, 2 of 6 short runs (and
-    // the full run of 40f905f) stalled ~510 ms at the start, which made the p99 and halved
-    // a one-second ceiling; with it, 0 of 7. The cause was not found (this vote takes ~3 ms).
+    // One vote acknowledged before the clock starts: without it some runs stalled about
+    // half a second at the start, which made the p99 and halved a short ceiling. The
+    // cause was not found.
     publisher.publish(&record(votes)?).await.context("the produce ceiling's first vote")?;
     let started = Instant::now();
     let mut latencies = super::generator::new_histogram();

@@ -2,7 +2,7 @@
 
 use voteflow_consumer::settings::ConsumerSettings;
 
-// mimalloc, not glibc malloc: see "Where the time goes" in the README.
+// mimalloc, not glibc malloc: see docs/decisions/0010-mimalloc.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -3,7 +3,7 @@
 use voteflow_producer_rest::server;
 use voteflow_producer_rest::settings::ServerSettings;
 
-// mimalloc, not glibc malloc: see "Where the time goes" in the README.
+// mimalloc, not glibc malloc: see docs/decisions/0010-mimalloc.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
