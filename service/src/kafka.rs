@@ -265,8 +265,9 @@ impl Publisher {
         // sticky.partitioning.linger.ms) to one partition, so one produce request carries
         // them all. Keyed by vote_id they spread over every partition, and librdkafka sends
         // one partition per request: the broker spent several times the CPU per vote
-        // (docs/benchmark.md, "Votes without a key"). Nothing needs a vote's copies in one partition: the vote log tells a
-        // client's retry from a redelivery by the first copy's partition and offset.
+        // (docs/decisions/0003-votes-without-a-key.md). Nothing needs a vote's copies in
+        // one partition: the vote log tells a client's retry from a redelivery by the first
+        // copy's partition and offset.
         let kafka_record = FutureRecord::<(), _>::to(&self.topic).payload(&payload).headers(headers);
         let delivery = match self.producer.send_result(kafka_record) {
             Ok(delivery) => delivery,

@@ -109,8 +109,13 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("accepted={accepted} counted={counted} logged={logged}");
-    let all_well = accepted > 0 && accepted == counted && counted == logged;
-    if !all_well {
+    // Every vote the demo sends is valid and the pipeline is healthy, so each must be
+    // accepted, on every path.
+    if accepted != args.votes || reports.iter().any(|report| report.accepted == 0) {
+        eprintln!("[demo] FAILED: {accepted} of {} votes accepted; every vote sent must be, on every path", args.votes);
+        std::process::exit(1);
+    }
+    if accepted != counted || counted != logged {
         eprintln!("[demo] FAILED: every accepted vote must be counted once and logged once");
         std::process::exit(1);
     }

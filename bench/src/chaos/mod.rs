@@ -44,6 +44,9 @@ pub struct FaultReport {
     /// How long the fault lasted, until the part was back (ready).
     pub lasted: Duration,
     pub detail: String,
+    /// Whether the fault is shown to have hit what it aimed at: a kill found a batch in
+    /// hand, an outage made the consumers log sink errors, a stop closed the port.
+    pub happened: bool,
 }
 
 /// Names of this run's topic, group, key prefix and database.
@@ -97,7 +100,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
         config.rate, config.ingress_url, config.load_secs
     );
     let sending = load.run(&config.ingress_url, config.rate, load_secs, Duration::from_secs(60));
-    let faults = inject_faults(&mut pipeline, &stack, &http, load.timeline.started);
+    let faults = inject_faults(&mut pipeline, &stack, &http, load.timeline.started, &config.endpoints.kafka_brokers);
     let progress = tokio::spawn(print_progress(load.clone_handles()));
     let (_, faults) = tokio::join!(sending, faults);
     progress.abort();
@@ -135,8 +138,16 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     println!("consumers now running: {consumer_figures}");
     let verdict = verdict::judge(&ledger, &sinks).await?;
     verdict.print();
+    let missed: Vec<&str> = faults.iter().filter(|fault| !fault.happened).map(|fault| fault.name.as_str()).collect();
+    println!(
+        "faults that happened: {} of {}{}",
+        faults.len() - missed.len(),
+        faults.len(),
+        if missed.is_empty() { String::new() } else { format!(" (not shown to happen: {})", missed.join(", ")) }
+    );
+    let passed = verdict.passed() && missed.is_empty();
     drop(pipeline);
-    if verdict.passed() {
+    if passed {
         // What passed is not worth keeping; a failed run's data stays for inspection.
         sinks.remove_all().await?;
         voteflow_testkit::delete_topics(&kafka.brokers, &[&names.topic, &format!("{}.dlq", names.topic)]).await?;
@@ -146,7 +157,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
             names.topic, names.prefix, names.database
         );
     }
-    Ok(verdict.passed())
+    Ok(passed)
 }
 
 async fn print_progress(load: Load) {
@@ -240,6 +251,17 @@ impl Pipeline {
         ]
     }
 
+    /// Sink errors `sink` the running consumers have logged (their counters start at zero
+    /// with each process).
+    async fn sink_errors(&self, http: &reqwest::Client, sink: &str) -> u64 {
+        let series = format!("voteflow_consumer_sink_errors_total{{sink=\"{sink}\"}}");
+        let mut errors = 0;
+        for admin in [CONSUMER_A_ADMIN, CONSUMER_B_ADMIN] {
+            errors += scrape(http, admin, &[series.as_str()]).await[0];
+        }
+        errors
+    }
+
     /// What the running consumers say about duplicates they absorbed (their counters
     /// start at zero with each process).
     async fn consumer_figures(&self, http: &reqwest::Client) -> String {
@@ -288,6 +310,7 @@ async fn inject_faults(
     stack: &Stack,
     http: &reqwest::Client,
     started: Instant,
+    kafka_brokers: &str,
 ) -> anyhow::Result<Vec<FaultReport>> {
     let mut faults = Vec::new();
     let since = |instant: Instant| instant.duration_since(started);
@@ -295,19 +318,20 @@ async fn inject_faults(
     for (round, second) in [3, 7, 11, 15, 19].into_iter().enumerate() {
         at(started, second).await;
         let begun = Instant::now();
-        let in_hand = kill_mid_batch(&mut pipeline.consumer_a, CONSUMER_A_ADMIN, http).await?;
+        let (happened, in_hand) = kill_mid_batch(&mut pipeline.consumer_a, CONSUMER_A_ADMIN, http).await?;
         let restart = pipeline.consumer_a.start(http).await?;
         faults.push(FaultReport {
             name: format!("sigkill-consumer-a#{}", round + 1),
             at: since(begun),
             lasted: begun.elapsed(),
             detail: format!("{in_hand}; restarted, ready in {:.2}s", restart.as_secs_f64()),
+            happened,
         });
     }
 
     at(started, 23).await;
     let begun = Instant::now();
-    let in_hand = kill_mid_batch(&mut pipeline.consumer_b, CONSUMER_B_ADMIN, http).await?;
+    let (happened, in_hand) = kill_mid_batch(&mut pipeline.consumer_b, CONSUMER_B_ADMIN, http).await?;
     at(started, 30).await;
     let restart = pipeline.consumer_b.start(http).await?;
     faults.push(FaultReport {
@@ -318,23 +342,29 @@ async fn inject_faults(
             "{in_hand}; down past its 3 s session, so its partitions moved to consumer-a; b back at 30 s, ready in {:.2}s",
             restart.as_secs_f64()
         ),
+        happened,
     });
 
-    for (name, service, second) in [("stop-redis-5s", "redis", 32), ("stop-mongo-5s", "mongo", 40)] {
+    for (name, service, sink, second) in
+        [("stop-redis-5s", "redis", "redis", 32), ("stop-mongo-5s", "mongo", "mongo", 40)]
+    {
         at(started, second).await;
         let begun = Instant::now();
+        let errors_before = pipeline.sink_errors(http, sink).await;
         let stopping = stack.run("down", service).await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
+        let errors = pipeline.sink_errors(http, sink).await.saturating_sub(errors_before);
         let starting = stack.run("up", service).await?;
         faults.push(FaultReport {
             name: name.to_owned(),
             at: since(begun),
             lasted: begun.elapsed(),
             detail: format!(
-                "stop took {:.2}s, down 5 s, start took {:.2}s",
+                "stop took {:.2}s, down 5 s ({errors} {sink} errors logged by the consumers), start took {:.2}s",
                 stopping.as_secs_f64(),
                 starting.as_secs_f64()
             ),
+            happened: errors > 0,
         });
     }
 
@@ -351,6 +381,7 @@ async fn inject_faults(
             drained.as_secs_f64(),
             restart.as_secs_f64()
         ),
+        happened: status.success(),
     });
     anyhow::ensure!(status.success(), "grpc-server did not exit cleanly on SIGTERM: {status}");
 
@@ -358,6 +389,8 @@ async fn inject_faults(
     let begun = Instant::now();
     let rss_before = (pipeline.rest_server.rss_mib(), pipeline.grpc_server.rss_mib());
     let stopping = stack.run("down", "kafka").await?;
+    let first_broker = kafka_brokers.split(',').next().unwrap_or_default().to_owned();
+    let broker_gone = tokio::net::TcpStream::connect(first_broker).await.is_err();
     let starting = stack.run("up", "kafka").await?;
     let rss_after = (pipeline.rest_server.rss_mib(), pipeline.grpc_server.rss_mib());
     faults.push(FaultReport {
@@ -373,6 +406,7 @@ async fn inject_faults(
             mib(rss_before.1),
             mib(rss_after.1)
         ),
+        happened: broker_gone,
     });
     Ok(faults)
 }
@@ -384,7 +418,7 @@ const CONSUMER_B_ADMIN: &str = "127.0.0.1:9111";
 /// its `voteflow_consumer_records_in_hand` gauge shows; waits up to 8 s for one (the
 /// group may still be rebalancing after the previous kill). Says
 /// what it found.
-async fn kill_mid_batch(consumer: &mut Service, admin: &str, http: &reqwest::Client) -> anyhow::Result<String> {
+async fn kill_mid_batch(consumer: &mut Service, admin: &str, http: &reqwest::Client) -> anyhow::Result<(bool, String)> {
     let looking = Instant::now();
     let mut in_hand = 0;
     while looking.elapsed() < Duration::from_secs(8) {
@@ -396,9 +430,9 @@ async fn kill_mid_batch(consumer: &mut Service, admin: &str, http: &reqwest::Cli
     }
     consumer.kill()?;
     Ok(if in_hand > 0 {
-        format!("killed holding a batch of {in_hand} records (uncommitted)")
+        (true, format!("killed holding a batch of {in_hand} records (uncommitted)"))
     } else {
-        "killed between batches (none in hand for 8 s)".to_owned()
+        (false, "killed between batches (none in hand for 8 s)".to_owned())
     })
 }
 

@@ -57,11 +57,18 @@ pub struct Verdict {
     pub retried: u64,
     /// band -> (accepted, counted in Redis, logged in MongoDB).
     pub bands: BTreeMap<String, (u64, u64, u64)>,
+    /// path -> votes accepted on it.
+    pub paths: BTreeMap<&'static str, u64>,
 }
 
 impl Verdict {
+    /// Every vote answered for what it is, none given up, each path accepting, and the
+    /// sinks holding exactly the accepted votes.
     pub fn passed(&self) -> bool {
         self.accepted > 0
+            && self.gave_up == 0
+            && !self.paths.is_empty()
+            && self.paths.values().all(|accepted| *accepted > 0)
             && self.lost == 0
             && self.duplicated == 0
             && self.wrong_answers == 0
@@ -80,6 +87,8 @@ impl Verdict {
              refused={} (invalid on purpose, 4xx) gave_up={} wrong_answers={}",
             self.retried, self.refused, self.gave_up, self.wrong_answers
         );
+        let paths: Vec<String> = self.paths.iter().map(|(path, accepted)| format!("{path}={accepted}")).collect();
+        println!("accepted per path: {}", paths.join(" "));
         println!(
             "accepted={} counted={} logged={} lost={} duplicated={}",
             self.accepted, self.counted, self.logged, self.lost, self.duplicated
@@ -91,11 +100,13 @@ pub async fn judge(ledger: &[SentVote], sinks: &Sinks) -> anyhow::Result<Verdict
     let mut verdict = Verdict::default();
     let mut accepted: HashMap<Uuid, &str> = HashMap::new();
     for vote in ledger {
+        let on_path = verdict.paths.entry(vote.path).or_default();
         if vote.attempts > 1 {
             verdict.retried += 1;
         }
         match vote.answer {
             Answer::Accepted => {
+                *on_path += 1;
                 accepted.insert(vote.vote_id, &vote.band);
                 verdict.bands.entry(vote.band.clone()).or_default().0 += 1;
             }
@@ -133,4 +144,31 @@ pub async fn judge(ledger: &[SentVote], sinks: &Sinks) -> anyhow::Result<Verdict
         verdict.duplicated += counted.saturating_sub(*accepted);
     }
     Ok(verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean() -> Verdict {
+        Verdict {
+            accepted: 10,
+            counted: 10,
+            logged: 10,
+            paths: BTreeMap::from([("rest", 6), ("grpc", 4)]),
+            ..Verdict::default()
+        }
+    }
+
+    #[test]
+    fn a_verdict_fails_on_votes_given_up_a_silent_path_or_no_paths() {
+        assert!(clean().passed());
+        assert!(!Verdict { gave_up: 1, ..clean() }.passed(), "a vote given up");
+        let silent = Verdict { paths: BTreeMap::from([("rest", 10), ("grpc", 0)]), ..clean() };
+        assert!(!silent.passed(), "a path that accepted nothing");
+        assert!(!Verdict { paths: BTreeMap::new(), ..clean() }.passed(), "no path at all");
+        assert!(!Verdict { lost: 1, ..clean() }.passed());
+        assert!(!Verdict { counted: 9, ..clean() }.passed());
+        assert!(!Verdict { wrong_answers: 1, ..clean() }.passed());
+    }
 }

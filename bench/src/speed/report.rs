@@ -78,6 +78,9 @@ pub struct Verification {
     pub unanswered: u64,
     pub counted: u64,
     pub logged: u64,
+    /// Scenarios that made no votes, or had requests fail: a run with either is broken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub broken_scenarios: Vec<String>,
     pub passed: bool,
 }
 
@@ -152,8 +155,20 @@ impl Report {
     pub fn verify(&mut self, accepted: u64, unanswered: u64, counted: u64, logged: u64) {
         // Unanswered requests' votes may have reached Kafka (a timed-out acknowledgement);
         // they are the only slack allowed.
-        let passed = counted == logged && counted >= accepted && counted <= accepted + unanswered;
-        self.verification = Verification { accepted, unanswered, counted, logged, passed };
+        let counts_agree = counted == logged && counted >= accepted && counted <= accepted + unanswered;
+        let broken_scenarios: Vec<String> = self
+            .order
+            .iter()
+            .filter_map(|label| {
+                let scenario = &self.scenarios[label];
+                let failed = scenario.number("failed_requests");
+                let made = scenario.number("votes_per_s");
+                (failed > 0.0 || made <= 0.0)
+                    .then(|| format!("{label} ({made:.0} votes/s, {failed:.0} failed requests)"))
+            })
+            .collect();
+        let passed = counts_agree && broken_scenarios.is_empty();
+        self.verification = Verification { accepted, unanswered, counted, logged, broken_scenarios, passed };
     }
 
     /// Computes ratios and targets and writes the JSON file.
@@ -264,13 +279,22 @@ impl Report {
         let ratios: Vec<String> = self.ratios.iter().map(|(key, value)| format!("{key}={value:.3}")).collect();
         println!("ratios: {}", ratios.join(" "));
         let check = &self.verification;
+        if !check.broken_scenarios.is_empty() {
+            println!("broken scenarios: {}", check.broken_scenarios.join(", "));
+        }
         println!(
             "verified: accepted={} counted={} logged={} unanswered={} -> {}",
             check.accepted,
             check.counted,
             check.logged,
             check.unanswered,
-            if check.passed { "every accepted vote counted and logged once" } else { "MISMATCH" }
+            if check.passed {
+                "every accepted vote counted and logged once"
+            } else if check.broken_scenarios.is_empty() {
+                "MISMATCH"
+            } else {
+                "BROKEN SCENARIOS"
+            }
         );
         println!("results written to {}", self.out.display());
     }
