@@ -114,12 +114,15 @@ async fn votes_spread_over_both_servers_and_a_server_leaving_fails_none() {
     // Act 1: 400 votes, 16 at a time.
     let statuses = send(&front, 400, 16, Arc::default()).await;
 
-    // Assert: all accepted, and each server took a fair share, by its own count.
+    // Assert: all accepted, and each server took a share, by its own count.
     assert!(statuses.iter().all(|status| *status == 202), "{statuses:?}");
     let (a, b) = (first.votes_answered().await, second.votes_answered().await);
     eprintln!("split over two grpc-servers: {a} and {b} of 400");
     assert_eq!(a + b, 400);
-    assert!((140..=260).contains(&a) && (140..=260).contains(&b), "an unfair split: {a} and {b}");
+    // grpc-client sends each call to the server with the fewest calls in flight, so a
+    // server slowed by the busy machine gets less than half; one channel pinned to one
+    // server would give the other none.
+    assert!(a >= 100 && b >= 100, "one server got less than a quarter: {a} and {b}");
 
     // Act 2: 600 more, 8 at a time; the second server is stopped a third of the way in.
     let answered = Arc::new(AtomicUsize::new(0));
