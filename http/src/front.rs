@@ -253,6 +253,16 @@ mod tests {
 
         let (status, body) = json(http.get(url("/healthz")).send().await.unwrap()).await;
         assert_eq!((status, body["live"].as_bool()), (200, Some(true)));
+        // The stand-in hop is ready, so readiness turns true once its first check ran.
+        let ready_by = Instant::now() + HOP_CHECK_EVERY + Duration::from_secs(2);
+        let ready = loop {
+            let status = http.get(url("/readyz")).send().await.unwrap().status().as_u16();
+            if status == 200 || Instant::now() > ready_by {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(ready, 200, "a front whose hop is ready is ready");
         let metrics = http.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
         assert!(metrics.contains(r#"voteflow_http_requests_total{route="cast_vote",status="202"} 7"#), "{metrics}");
         assert!(metrics.contains(r#"voteflow_http_requests_total{route="cast_batch",status="200"} 2"#), "{metrics}");

@@ -31,6 +31,8 @@ async fn a_mixed_batch_counts_exactly_its_valid_votes() {
     let (counted, logged) = pipeline.consumer.wait_for_counted(3, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((counted, logged), (3, 3));
+    let after_pause = (pipeline.consumer.total().await, pipeline.consumer.logged().await);
+    assert_eq!(after_pause, (3, 3), "nothing counted or logged late");
     assert_eq!(pipeline.consumer.path_counts().await.get("grpc"), Some(&3));
 }
 
