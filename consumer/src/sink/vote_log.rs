@@ -78,10 +78,10 @@ impl VoteLog {
             Err(error) => only_duplicates(&error).ok_or(error)?,
         };
         duplicates.sort_unstable();
-        // Each duplicate's first copy, looked up by `_id` alone: one index look-up each, so
-        // the cost does not grow with the log. An `_id: {$in: [...]}` query was a scan of
-        // the whole collection on FerretDB (docs/decisions/0002-retry-path.md). Rare
-        // (redeliveries and client retries only), so it stays off the common path.
+        // Each duplicate's first copy, looked up by `_id` alone: an index look-up on MongoDB.
+        // FerretDB scans until it finds the document, which still grows with the log but
+        // costs far less than its scan for `_id: {$in: [...]}` (docs/decisions/0002-retry-path.md).
+        // Rare (redeliveries and client retries only), so it stays off the common path.
         // Owned ids and collection handles: a future that borrows them is not `Send` for
         // every lifetime, which the consumer's spawned task needs.
         let ids: Vec<String> = duplicates.iter().map(|&index| batch[index].record.vote.vote_id().to_string()).collect();
