@@ -135,8 +135,12 @@ fn validate_name(field: &'static str, raw: &str) -> Result<String, VoteError> {
     if raw.chars().any(char::is_control) {
         return Err(VoteError::invalid(field, "must not contain control characters"));
     }
-    let mut name = String::with_capacity(raw.len());
-    for word in raw.nfc().filter(|&c| !is_invisible(c)).collect::<String>().split_whitespace() {
+    // ASCII is already NFC and holds no invisible format character: the common name skips
+    // both passes and their copy (every hop validates every vote).
+    let visible_only: std::borrow::Cow<'_, str> =
+        if raw.is_ascii() { raw.into() } else { raw.nfc().filter(|&c| !is_invisible(c)).collect::<String>().into() };
+    let mut name = String::with_capacity(visible_only.len());
+    for word in visible_only.split_whitespace() {
         if !name.is_empty() {
             name.push(' ');
         }

@@ -18,6 +18,7 @@ use mongodb::bson::{DateTime, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
+use voteflow_domain::Vote;
 
 use super::Consumed;
 
@@ -105,7 +106,7 @@ impl VoteLog {
             let position = (first_copy.get_i32("kafka_partition").ok(), first_copy.get_i64("kafka_offset").ok());
             if position == (Some(consumed.partition), Some(consumed.offset)) {
                 logged.redelivered += 1;
-            } else if same_vote(&first_copy, &document(consumed)) {
+            } else if same_vote(&first_copy, &consumed.record.vote) {
                 logged.retries.push(index);
             } else {
                 logged.conflicts.push(index);
@@ -115,19 +116,18 @@ impl VoteLog {
     }
 }
 
-/// The fields of a vote that make it the same vote, as the first copy is read back.
-const VOTE_FIELDS: [&str; 4] = ["band", "album", "year", "rank"];
-
+/// The first copy's Kafka position and the fields that make it the same vote.
 fn first_copy_projection() -> Document {
-    let mut projection = doc! { "kafka_partition": 1, "kafka_offset": 1 };
-    for field in VOTE_FIELDS {
-        projection.insert(field, 1);
-    }
-    projection
+    doc! { "kafka_partition": 1, "kafka_offset": 1, "band": 1, "album": 1, "year": 1, "rank": 1 }
 }
 
-fn same_vote(first_copy: &Document, this: &Document) -> bool {
-    VOTE_FIELDS.iter().all(|field| first_copy.get(field) == this.get(field))
+/// Whether the first copy, as read back, is the same vote as `vote` (as [`document`]
+/// writes it).
+fn same_vote(first_copy: &Document, vote: &Vote) -> bool {
+    first_copy.get_str("band").ok() == Some(vote.band())
+        && first_copy.get_str("album").ok() == Some(vote.album())
+        && first_copy.get_i32("year").ok() == Some(vote.year())
+        && first_copy.get_f64("rank").ok() == Some(vote.rank())
 }
 
 /// What logging a batch found besides new documents.
