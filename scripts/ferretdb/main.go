@@ -40,6 +40,12 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	indexes, err := newIDLookupIndexes(*sqliteURL, logger)
+	if err != nil {
+		log.Fatal(err)
+	}
+	indexes.ensure(ctx)
+	go indexes.run(ctx)
 	logger.Warn("serving the MongoDB wire protocol", "addr", *listenAddr, "sqlite", *sqliteURL)
 	if err := server.Run(ctx); err != nil {
 		log.Fatalf("FerretDB stopped: %v", err)

@@ -79,9 +79,9 @@ impl VoteLog {
             Err(error) => only_duplicates(&error).ok_or(error)?,
         };
         duplicates.sort_unstable();
-        // Each duplicate's first copy, looked up by `_id` alone: an index look-up on MongoDB.
-        // FerretDB scans until it finds the document, which still grows with the log but
-        // costs far less than its scan for `_id: {$in: [...]}` (docs/decisions/0002-retry-path.md).
+        // Each duplicate's first copy, looked up by `_id` alone: an index look-up on MongoDB
+        // and on the stack's FerretDB, which scans for `_id: {$in: [...]}` instead
+        // (docs/decisions/0002-retry-path.md).
         // Rare (redeliveries and client retries only), so it stays off the common path.
         // Owned ids and collection handles: a future that borrows them is not `Send` for
         // every lifetime, which the consumer's spawned task needs.
