@@ -4,14 +4,13 @@
 //!
 //! # Layout
 //! - [`traffic`]: votes in the JSON shapes real clients send.
-//! - [`load`]: sends votes with bounded concurrency and reports progress and latency.
 //! - [`tally`]: reads what Redis and MongoDB hold, and waits for them to catch up.
 //! - [`chaos`]: the fault-injection suite (`scripts/chaos`, binary `voteflow-chaos`).
-//! - [`speed`]: the benchmark harness (`scripts/bench`, binary `voteflow-bench`).
+//! - [`speed`]: the benchmark harness (`scripts/bench`, binary `voteflow-bench`), and its
+//!   load generator, which the demo drives too.
 //! - [`services`]: the voteflow processes the suite and the harness start and measure.
 
 pub mod chaos;
-pub mod load;
 pub mod services;
 pub mod speed;
 pub mod tally;

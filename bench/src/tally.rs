@@ -1,5 +1,5 @@
-//! Reads what the sinks hold: the Redis tallies (by key prefix) and the MongoDB vote log
-//! (for the demo and the fault-injection suite).
+//! Reads what the sinks hold: the Redis tallies (by key prefix) and the MongoDB vote log,
+//! and waits until they hold a run's votes (the one wait of the demo, chaos and bench).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -61,7 +61,7 @@ impl Sinks {
     }
 
     /// Vote-log documents accepted at or after `since`.
-    pub async fn logged_since(&self, since: DateTime<Utc>) -> anyhow::Result<u64> {
+    async fn logged_since(&self, since: DateTime<Utc>) -> anyhow::Result<u64> {
         let since = mongodb::bson::DateTime::from_millis(since.timestamp_millis());
         Ok(self.votes.count_documents(doc! { "accepted_at": { "$gte": since } }).await?)
     }
@@ -74,7 +74,7 @@ impl Sinks {
     /// FerretDB answers `count` by decoding every document (a 1.57M-document log took
     /// over 5 minutes), but `collStats` from SQLite's page statistics (the table's leaf
     /// cells: one per row, so exact) in 4 s. MongoDB keeps the same figure as metadata.
-    pub async fn logged_total_from_stats(&self) -> anyhow::Result<u64> {
+    async fn logged_total_from_stats(&self) -> anyhow::Result<u64> {
         let stats = self.database.run_command(doc! { "collStats": self.votes.name() }).await?;
         let count = match stats.get("count") {
             Some(mongodb::bson::Bson::Int32(n)) => i64::from(*n),
@@ -85,33 +85,81 @@ impl Sinks {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    /// The top `n` bands of the all-time leaderboard.
-    pub async fn leaderboard(&self, n: isize) -> anyhow::Result<Vec<(String, f64)>> {
-        Ok(self.redis.clone().zrevrange_withscores(format!("{}leaderboard", self.prefix), 0, n - 1).await?)
+    /// The run's votes counted in Redis and logged in MongoDB.
+    pub async fn counted_and_logged(&self, scope: Scope) -> anyhow::Result<(u64, u64)> {
+        Ok((self.counted(scope).await?, self.logged(scope).await?))
     }
 
-    /// Waits until this run's votes are all counted and logged (or `within` passes),
-    /// printing progress; returns (counted, logged) for the run.
-    pub async fn wait_for(
+    async fn counted(&self, scope: Scope) -> anyhow::Result<u64> {
+        let total = self.total().await?;
+        Ok(match scope {
+            Scope::Own => total,
+            Scope::Since { counted_before, .. } => total.saturating_sub(counted_before),
+        })
+    }
+
+    async fn logged(&self, scope: Scope) -> anyhow::Result<u64> {
+        match scope {
+            Scope::Own => self.logged_total_from_stats().await,
+            Scope::Since { run_started, .. } => self.logged_since(run_started).await,
+        }
+    }
+
+    /// Waits until Redis counts and MongoDB logs `expected` of the run's votes and neither
+    /// has moved for `patience.settle` (so a late double count shows), or until neither has
+    /// moved for `patience.stalled`; prints progress every 5 s. Returns (counted, logged).
+    pub async fn wait_caught_up(
         &self,
         expected: u64,
-        counted_before: u64,
-        run_started: DateTime<Utc>,
-        within: Duration,
+        scope: Scope,
+        patience: Patience,
+        tool: &str,
     ) -> anyhow::Result<(u64, u64)> {
-        let deadline = Instant::now() + within;
-        let mut last_print = Instant::now();
+        let mut seen = (0, 0);
+        let (mut moved, mut printed) = (Instant::now(), Instant::now());
         loop {
-            let counted = self.total().await?.saturating_sub(counted_before);
-            let logged = self.logged_since(run_started).await?;
-            if (counted >= expected && logged >= expected) || Instant::now() > deadline {
-                return Ok((counted, logged));
+            // A read timing out under load is not the consumer's failure: read again.
+            let counted = self.counted(scope).await.unwrap_or(seen.0);
+            // The log once Redis has everything (the consumer logs a batch before it counts
+            // it): a large log's size costs FerretDB seconds.
+            let logged = if counted >= expected { self.logged(scope).await.unwrap_or(seen.1) } else { seen.1 };
+            if (counted, logged) != seen {
+                (seen, moved) = ((counted, logged), Instant::now());
             }
-            if last_print.elapsed() >= Duration::from_secs(1) {
-                eprintln!("[demo] waiting for the consumer: counted {counted}/{expected}, logged {logged}/{expected}");
-                last_print = Instant::now();
+            let caught_up = counted >= expected && logged >= expected && moved.elapsed() >= patience.settle;
+            if caught_up || moved.elapsed() >= patience.stalled {
+                return Ok(seen);
+            }
+            if printed.elapsed() >= Duration::from_secs(5) {
+                eprintln!(
+                    "[{tool}] waiting for the consumer: counted {counted}/{expected}, logged {logged}/{expected}"
+                );
+                printed = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    /// The top `n` bands of the all-time leaderboard.
+    pub async fn leaderboard(&self, n: isize) -> anyhow::Result<Vec<(String, f64)>> {
+        Ok(self.redis.clone().zrevrange_withscores(format!("{}leaderboard", self.prefix), 0, n - 1).await?)
+    }
+}
+
+/// Which of the sinks' votes are a run's.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    /// All of them: the run has its own key prefix and database.
+    Own,
+    /// Those since the run began, on a shared prefix and database (nothing else voting).
+    Since { counted_before: u64, run_started: DateTime<Utc> },
+}
+
+/// How long [`Sinks::wait_caught_up`] waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// Still this long once every vote is in, so one counted twice would show.
+    pub settle: Duration,
+    /// Give up once nothing has moved for this long.
+    pub stalled: Duration,
 }

@@ -1,8 +1,9 @@
 //! Test support for the integration tests of every crate and for the tools: a real
 //! consumer with its own topic, group, MongoDB database and Redis key prefix, readers of
-//! what it wrote, topics made and removed, and quiet logs. Servers come from KAFKA_BROKERS,
+//! what it wrote, the services' `/metrics` read, topics made and removed, and quiet logs. Servers come from KAFKA_BROKERS,
 //! REDIS_URL and MONGODB_URI (`scripts/stack env`). No product crate depends on this one.
 
+pub mod metrics;
 pub mod secrets;
 
 use std::collections::HashMap;
@@ -278,9 +279,5 @@ pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
 /// One sample of the service's metrics at `addr` (`name{labels}` exactly as exported),
 /// `None` when it exports no such series.
 pub async fn metric(addr: std::net::SocketAddr, series: &str) -> Option<f64> {
-    let body = metrics_text(addr).await;
-    body.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?;
-        value.starts_with(' ').then(|| value.trim().parse().ok()).flatten()
-    })
+    metrics::value(&metrics_text(addr).await, series)
 }

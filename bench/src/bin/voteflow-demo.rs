@@ -2,12 +2,16 @@
 //! waits until the consumer has counted and logged every accepted one, prints the
 //! leaderboard, and ends with `accepted=A counted=C logged=L` (exit 1 unless all equal).
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use clap::Parser;
-use voteflow_bench::load::{self, Target};
-use voteflow_bench::tally::Sinks;
+use voteflow_bench::speed::generator::{self, HttpJson, Ledger, Pace, Plan};
+use voteflow_bench::tally::{Patience, Scope, Sinks};
+use voteflow_bench::traffic;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +39,7 @@ struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Seconds to wait for the consumer to catch up.
+    /// Seconds to wait for the consumer to catch up once it has stopped making progress.
     #[arg(long, default_value_t = 120)]
     wait_secs: u64,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
@@ -46,11 +50,21 @@ struct Args {
     mongodb_uri: String,
     #[arg(long, env = "MONGODB_DATABASE", default_value = "voteflow")]
     mongodb_database: String,
+    /// Print `name=address` of each service's /readyz and /metrics (their settings'
+    /// defaults, which scripts/demo starts them at) and exit.
+    #[arg(long)]
+    services: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.services {
+        for (name, address) in voteflow_bench::services::Addresses::defaults().admin() {
+            println!("{name}={address}");
+        }
+        return Ok(());
+    }
     let sinks = Sinks::connect(&args.redis_url, &args.redis_key_prefix, &args.mongodb_uri, &args.mongodb_database)
         .await
         .context("Failed to connect to Redis and MongoDB")?;
@@ -58,15 +72,15 @@ async fn main() -> anyhow::Result<()> {
     let run_started = chrono::Utc::now();
 
     let base = args.url.trim_end_matches('/');
-    let targets: Vec<Target> = args
+    let targets: Vec<(String, String)> = args
         .paths
         .iter()
-        .map(|path| Target {
-            label: path.clone(),
-            endpoint: match path.as_str() {
+        .map(|path| {
+            let endpoint = match path.as_str() {
                 "split" | "direct" => format!("{base}/votes"),
                 prefix => format!("{base}/{prefix}/votes"),
-            },
+            };
+            (path.clone(), endpoint)
         })
         .collect();
     println!(
@@ -76,42 +90,64 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency
     );
     let started = std::time::Instant::now();
-    let reports = load::send_votes(&targets, args.votes, args.concurrency).await?;
+    let body: Arc<dyn Fn(u64) -> Bytes + Send + Sync> =
+        Arc::new(|i| Bytes::from(serde_json::to_vec(&traffic::vote(i)).expect("a vote serialises")));
+    let connections = (args.concurrency / targets.len().max(1)).max(1);
+    let runs = targets.iter().enumerate().map(|(k, (label, endpoint))| {
+        // Path k gets every n-th vote of the run, so the paths share it evenly.
+        let share = (k as u64..args.votes).step_by(targets.len()).count() as u64;
+        let body = body.clone();
+        async move {
+            let plan = Plan {
+                tool: "demo",
+                label: label.clone(),
+                connections,
+                pace: Pace::Closed,
+                warmup: Duration::ZERO,
+                measure: Duration::ZERO,
+                votes_per_request: 1,
+                requests: Some(share),
+            };
+            let requesters = (0..connections)
+                .map(|_| HttpJson::new(endpoint, body.clone(), false))
+                .collect::<anyhow::Result<_>>()?;
+            let ledger = Arc::new(Ledger::default());
+            let figures = generator::run(&plan, requesters, Arc::default(), ledger.clone()).await;
+            if let Some(failure) = &figures.first_failure {
+                eprintln!("[demo] first vote not accepted by {endpoint}: {failure}");
+            }
+            anyhow::Ok((figures, ledger.accepted_votes.load(Ordering::Relaxed)))
+        }
+    });
+    let results = futures::future::try_join_all(runs).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let accepted: u64 = reports.iter().map(|report| report.accepted).sum();
-    let refused: u64 = reports.iter().map(|report| report.refused + report.failed).sum();
+    let accepted: u64 = results.iter().map(|(_, accepted)| accepted).sum();
     println!(
-        "sent {} votes in {elapsed:.2} s: {:.0} votes/s; accepted {accepted}, not accepted {refused}",
+        "sent {} votes in {elapsed:.2} s: {:.0} votes/s; accepted {accepted}, not accepted {}",
         args.votes,
-        args.votes as f64 / elapsed
+        args.votes as f64 / elapsed,
+        args.votes - accepted
     );
 
-    let (mut counted, mut logged) =
-        sinks.wait_for(accepted, counted_before, run_started, Duration::from_secs(args.wait_secs)).await?;
-    // Look once more after a pause: a vote counted twice would show up as an overshoot.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    counted = counted.max(sinks.total().await?.saturating_sub(counted_before));
-    logged = logged.max(sinks.logged_since(run_started).await?);
+    let scope = Scope::Since { counted_before, run_started };
+    let patience = Patience { settle: Duration::from_millis(500), stalled: Duration::from_secs(args.wait_secs) };
+    let (counted, logged) = sinks.wait_caught_up(accepted, scope, patience, "demo").await?;
 
     println!("leaderboard (all time, Redis {}leaderboard):", args.redis_key_prefix);
     for (place, (band, votes)) in sinks.leaderboard(10).await?.into_iter().enumerate() {
         println!("  {:>2}. {band:<28} {votes:>8}", place + 1);
     }
     println!("vote log: {} documents in {}.votes", sinks.logged_total().await?, args.mongodb_database);
-    for (target, report) in targets.iter().zip(&reports) {
+    for ((label, _), (figures, path_accepted)) in targets.iter().zip(&results) {
         println!(
-            "path={} accepted={} rps={:.0} p50_ms={:.2} p99_ms={:.2}",
-            target.label,
-            report.accepted,
-            report.rate(),
-            report.percentile(50.0).as_secs_f64() * 1e3,
-            report.percentile(99.0).as_secs_f64() * 1e3,
+            "path={label} accepted={path_accepted} rps={:.0} p50_ms={:.2} p99_ms={:.2}",
+            figures.requests_per_s, figures.p50_ms, figures.p99_ms,
         );
     }
     println!("accepted={accepted} counted={counted} logged={logged}");
     // Every vote the demo sends is valid and the pipeline is healthy, so each must be
     // accepted, on every path.
-    if accepted != args.votes || reports.iter().any(|report| report.accepted == 0) {
+    if accepted != args.votes || results.iter().any(|(_, path_accepted)| *path_accepted == 0) {
         eprintln!("[demo] FAILED: {accepted} of {} votes accepted; every vote sent must be, on every path", args.votes);
         std::process::exit(1);
     }

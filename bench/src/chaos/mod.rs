@@ -6,13 +6,15 @@
 pub mod load;
 pub mod verdict;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
 use self::load::Load;
-use crate::services::{Service, Stack, StackEndpoints};
+use crate::services::{Producers, RunNames, Service, Stack, StackEndpoints};
+use crate::tally::{Patience, Scope};
 
 /// Where things are and how hard to push.
 #[derive(Debug, Clone)]
@@ -50,24 +52,12 @@ pub struct FaultReport {
 }
 
 /// Names of this run's topic, group, key prefix and database.
-struct RunNames {
-    topic: String,
-    group: String,
-    prefix: String,
-    database: String,
-}
-
 pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     anyhow::ensure!(config.load_secs >= MIN_LOAD_SECS, "--load-secs must be at least {MIN_LOAD_SECS}");
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let config = &ChaosConfig { run_dir: config.run_dir.join(&id), ..config.clone() };
     std::fs::create_dir_all(&config.run_dir)?;
-    let names = RunNames {
-        topic: format!("chaos-{id}.votes"),
-        group: format!("chaos-{id}"),
-        prefix: format!("chaos:{id}:"),
-        database: format!("chaos_{id}"),
-    };
+    let names = RunNames::new("chaos", &id);
     let kafka = voteflow_service::settings::KafkaSettings {
         brokers: config.endpoints.kafka_brokers.clone(),
         topic: names.topic.clone(),
@@ -120,7 +110,13 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
     )
     .await?;
     let accepted = ledger.iter().filter(|vote| vote.answer == load::Answer::Accepted).count() as u64;
-    verdict::wait_for_catch_up(&sinks, accepted, Duration::from_secs(config.catch_up_secs)).await?;
+    let waited = Instant::now();
+    let patience = Patience { settle: Duration::from_secs(3), stalled: Duration::from_secs(config.catch_up_secs) };
+    let (counted, logged) = sinks.wait_caught_up(accepted, Scope::Own, patience, "chaos").await?;
+    println!(
+        "catch-up: counted {counted} logged {logged} of {accepted} accepted after {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
     let consumer_figures = pipeline.consumer_figures(&http).await;
 
     println!("faults (answers counted from the fault's start to 2 s after it ended):");
@@ -177,78 +173,35 @@ async fn print_progress(load: Load) {
     }
 }
 
-/// The six voteflow processes of the run.
+/// The six voteflow processes of the run: the producers at their default addresses and
+/// two consumers in one group.
 struct Pipeline {
-    rest_server: Service,
-    grpc_server: Service,
-    rest_client: Service,
-    grpc_client: Service,
+    producers: Producers,
     consumer_a: Service,
     consumer_b: Service,
 }
 
 impl Pipeline {
     fn new(config: &ChaosConfig, names: &RunNames) -> Self {
-        let bin = |name: &str| config.bin_dir.join(name);
-        let base = vec![
-            ("KAFKA_BROKERS", config.endpoints.kafka_brokers.clone()),
-            ("KAFKA_TOPIC", names.topic.clone()),
-            ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
-        ];
-        let with = |extra: &[(&'static str, String)]| {
-            let mut env = base.clone();
-            env.extend(extra.iter().cloned());
-            env
+        let env = crate::services::service_env(&config.endpoints, names);
+        let consumer = |name: &str, admin: SocketAddr| {
+            let mut env = crate::services::consumer_env(&config.endpoints, names, admin);
+            // A SIGKILLed member keeps its partitions for the session timeout; a short one
+            // keeps the run short (the local broker allows 2 s and up; the drain deadline
+            // must stay below it).
+            env.extend([("KAFKA_SESSION_TIMEOUT_MS", "3000".to_owned()), ("SHUTDOWN_DEADLINE_SECS", "2".to_owned())]);
+            crate::services::consumer(name, &config.bin_dir, &config.run_dir, &env, admin)
         };
-        let consumer_env = |admin: &str| {
-            with(&[
-                ("KAFKA_GROUP_ID", names.group.clone()),
-                ("KAFKA_DLQ_TOPIC", format!("{}.dlq", names.topic)),
-                ("REDIS_URL", config.endpoints.redis_url.clone()),
-                ("REDIS_KEY_PREFIX", names.prefix.clone()),
-                ("MONGODB_URI", config.endpoints.mongodb_uri.clone()),
-                ("MONGODB_DATABASE", names.database.clone()),
-                ("CONSUMER_ADMIN_LISTEN", admin.to_owned()),
-                // A SIGKILLed member keeps its partitions for the session timeout; a short
-                // one keeps the run short (the local broker allows 2 s and up; the drain
-                // deadline must stay below it).
-                ("KAFKA_SESSION_TIMEOUT_MS", "3000".to_owned()),
-                ("SHUTDOWN_DEADLINE_SECS", "2".to_owned()),
-            ])
-        };
-        let dir = &config.run_dir;
-        let ready = |address: &str| format!("http://{address}/readyz");
         Self {
-            rest_server: Service::new("rest-server", bin("rest-server"), &with(&[]), ready("127.0.0.1:8080"), dir),
-            grpc_server: Service::new("grpc-server", bin("grpc-server"), &with(&[]), ready("127.0.0.1:9301"), dir),
-            rest_client: Service::new("rest-client", bin("rest-client"), &with(&[]), ready("127.0.0.1:8000"), dir),
-            grpc_client: Service::new("grpc-client", bin("grpc-client"), &with(&[]), ready("127.0.0.1:3000"), dir),
-            consumer_a: Service::new(
-                "consumer-a",
-                bin("consumer"),
-                &consumer_env(CONSUMER_A_ADMIN),
-                ready(CONSUMER_A_ADMIN),
-                dir,
-            ),
-            consumer_b: Service::new(
-                "consumer-b",
-                bin("consumer"),
-                &consumer_env(CONSUMER_B_ADMIN),
-                ready(CONSUMER_B_ADMIN),
-                dir,
-            ),
+            producers: Producers::new(&config.bin_dir, &config.run_dir, &env),
+            consumer_a: consumer("consumer-a", CONSUMER_A_ADMIN),
+            consumer_b: consumer("consumer-b", CONSUMER_B_ADMIN),
         }
     }
 
     fn all_mut(&mut self) -> [&mut Service; 6] {
-        [
-            &mut self.rest_server,
-            &mut self.grpc_server,
-            &mut self.rest_client,
-            &mut self.grpc_client,
-            &mut self.consumer_a,
-            &mut self.consumer_b,
-        ]
+        let [rest_server, grpc_server, rest_client, grpc_client] = self.producers.all_mut();
+        [rest_server, grpc_server, rest_client, grpc_client, &mut self.consumer_a, &mut self.consumer_b]
     }
 
     /// Sink errors `sink` the running consumers have logged (their counters start at zero
@@ -283,20 +236,14 @@ impl Pipeline {
     }
 }
 
-/// Values of the given series on a service's /metrics (0 when absent or unreachable).
-async fn scrape(http: &reqwest::Client, admin: &str, series: &[&str]) -> Vec<u64> {
-    let body = match http.get(format!("http://{admin}/metrics")).send().await {
+/// Values of the given series on a service's /metrics (0 when absent or unreachable, which
+/// the verdicts read as "the fault did not show").
+async fn scrape(http: &reqwest::Client, admin: SocketAddr, series: &[&str]) -> Vec<u64> {
+    let text = match http.get(format!("http://{admin}/metrics")).send().await {
         Ok(response) => response.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     };
-    series
-        .iter()
-        .map(|name| {
-            body.lines()
-                .find_map(|line| line.strip_prefix(name).and_then(|value| value.trim().parse::<f64>().ok()))
-                .unwrap_or(0.0) as u64
-        })
-        .collect()
+    series.iter().map(|series| voteflow_testkit::metrics::value(&text, series).unwrap_or(0.0) as u64).collect()
 }
 
 async fn at(started: Instant, second: u64) {
@@ -370,8 +317,8 @@ async fn inject_faults(
 
     at(started, 48).await;
     let begun = Instant::now();
-    let (status, drained) = pipeline.grpc_server.terminate(Duration::from_secs(15)).await?;
-    let restart = pipeline.grpc_server.start(http).await?;
+    let (status, drained) = pipeline.producers.grpc_server.terminate(Duration::from_secs(15)).await?;
+    let restart = pipeline.producers.grpc_server.start(http).await?;
     faults.push(FaultReport {
         name: "sigterm-grpc-server".to_owned(),
         at: since(begun),
@@ -387,12 +334,12 @@ async fn inject_faults(
 
     at(started, 53).await;
     let begun = Instant::now();
-    let rss_before = (pipeline.rest_server.rss_mib(), pipeline.grpc_server.rss_mib());
+    let rss_before = (pipeline.producers.rest_server.rss_mib(), pipeline.producers.grpc_server.rss_mib());
     let stopping = stack.run("down", "kafka").await?;
     let first_broker = kafka_brokers.split(',').next().unwrap_or_default().to_owned();
     let broker_gone = tokio::net::TcpStream::connect(first_broker).await.is_err();
     let starting = stack.run("up", "kafka").await?;
-    let rss_after = (pipeline.rest_server.rss_mib(), pipeline.grpc_server.rss_mib());
+    let rss_after = (pipeline.producers.rest_server.rss_mib(), pipeline.producers.grpc_server.rss_mib());
     faults.push(FaultReport {
         name: "restart-kafka".to_owned(),
         at: since(begun),
@@ -411,14 +358,20 @@ async fn inject_faults(
     Ok(faults)
 }
 
-const CONSUMER_A_ADMIN: &str = "127.0.0.1:9110";
-const CONSUMER_B_ADMIN: &str = "127.0.0.1:9111";
+/// The two consumers' admin addresses: beside each other, not at the default (a demo's
+/// consumer may hold it).
+const CONSUMER_A_ADMIN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9110);
+const CONSUMER_B_ADMIN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9111);
 
 /// SIGKILLs a consumer while it holds a batch (records received, not yet committed), as
 /// its `voteflow_consumer_records_in_hand` gauge shows; waits up to 8 s for one (the
 /// group may still be rebalancing after the previous kill). Says
 /// what it found.
-async fn kill_mid_batch(consumer: &mut Service, admin: &str, http: &reqwest::Client) -> anyhow::Result<(bool, String)> {
+async fn kill_mid_batch(
+    consumer: &mut Service,
+    admin: SocketAddr,
+    http: &reqwest::Client,
+) -> anyhow::Result<(bool, String)> {
     let looking = Instant::now();
     let mut in_hand = 0;
     while looking.elapsed() < Duration::from_secs(8) {

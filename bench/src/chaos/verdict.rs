@@ -2,43 +2,11 @@
 //! per band and per vote_id, once the consumers have caught up.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use super::load::{Answer, SentVote};
 use crate::tally::Sinks;
-
-/// Waits until both sinks hold at least `accepted` votes and have stopped moving for 3 s
-/// (so a late double count shows), or `within` passes; prints progress.
-pub async fn wait_for_catch_up(sinks: &Sinks, accepted: u64, within: Duration) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut last = (u64::MAX, u64::MAX);
-    let mut still_since = Instant::now();
-    let mut last_print = Instant::now();
-    loop {
-        let now = (sinks.total().await.unwrap_or(0), sinks.logged_total().await.unwrap_or(0));
-        if now != last {
-            last = now;
-            still_since = Instant::now();
-        }
-        let caught_up = now.0 >= accepted && now.1 >= accepted && still_since.elapsed() >= Duration::from_secs(3);
-        if caught_up || started.elapsed() > within {
-            println!(
-                "catch-up: counted {} logged {} of {accepted} accepted after {:.1} s",
-                now.0,
-                now.1,
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            last_print = Instant::now();
-            println!("[chaos] waiting for the consumers: counted {} logged {} of {accepted}", now.0, now.1);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 #[derive(Debug, Default)]
 pub struct Verdict {

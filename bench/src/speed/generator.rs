@@ -47,6 +47,8 @@ pub enum Pace {
 /// One measured run of a scenario.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The tool running it, for progress lines (`bench`, `demo`).
+    pub tool: &'static str,
     pub label: String,
     pub connections: usize,
     pub pace: Pace,
@@ -56,6 +58,9 @@ pub struct Plan {
     pub measure: Duration,
     /// Votes per request (1, or the batch size), for the votes/s figure.
     pub votes_per_request: u64,
+    /// Stop after this many requests (request numbers 0..n) instead of at the window's end;
+    /// the window then lasts until the last answer.
+    pub requests: Option<u64>,
 }
 
 /// The figures of one run, as written into results JSON.
@@ -119,7 +124,7 @@ pub async fn run<R: Requester>(
 ) -> RunFigures {
     let started = Instant::now();
     let window_start = started + plan.warmup;
-    let window_end = window_start + plan.measure;
+    let window_end = if plan.requests.is_some() { started + UNBOUNDED } else { window_start + plan.measure };
     let answered = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(print_progress(plan.clone(), started, answered.clone()));
     let connections = requesters.len().max(1);
@@ -144,6 +149,7 @@ pub async fn run<R: Requester>(
                 ledger,
                 answered,
                 plan.votes_per_request,
+                plan.requests,
             ))
         })
         .collect();
@@ -163,7 +169,10 @@ pub async fn run<R: Requester>(
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
-    let seconds = plan.measure.as_secs_f64();
+    let seconds = match plan.requests {
+        Some(_) => started.elapsed().saturating_sub(plan.warmup).as_secs_f64(),
+        None => plan.measure.as_secs_f64(),
+    };
     let ms = |quantile: f64| total.histogram.value_at_quantile(quantile) as f64 / 1000.0;
     RunFigures {
         connections,
@@ -185,6 +194,9 @@ pub async fn run<R: Requester>(
     }
 }
 
+/// A window end no run reaches: a run bounded by its request count ends with its requests.
+const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
+
 pub(crate) fn new_histogram() -> Histogram<u64> {
     // Microseconds, 1 us to 60 s, 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).expect("3 sigfigs is valid"))
@@ -200,6 +212,7 @@ async fn work<R: Requester>(
     ledger: Arc<Ledger>,
     answered: Arc<AtomicU64>,
     votes_per_request: u64,
+    limit: Option<u64>,
 ) -> WorkerResult {
     let mut result = WorkerResult::new();
     loop {
@@ -216,6 +229,9 @@ async fn work<R: Requester>(
             return result;
         }
         let i = next_index.fetch_add(1, Ordering::Relaxed);
+        if limit.is_some_and(|limit| i >= limit) {
+            return result;
+        }
         let outcome = requester.send(i).await;
         let finished = Instant::now();
         answered.fetch_add(1, Ordering::Relaxed);
@@ -262,15 +278,19 @@ async fn print_progress(plan: Plan, started: Instant, answered: Arc<AtomicU64>) 
         let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, done);
         let elapsed = now.duration_since(started).min(total);
-        let filled = (elapsed.as_secs_f64() / total.as_secs_f64() * 20.0).round() as usize;
+        let (part, of) = match plan.requests {
+            Some(limit) => (done as f64, format!("{limit} requests")),
+            None => (elapsed.as_secs_f64(), format!("{:.0} s", total.as_secs_f64())),
+        };
+        let whole = plan.requests.map_or(total.as_secs_f64(), |limit| limit as f64).max(f64::EPSILON);
+        let filled = (part / whole * 20.0).round() as usize;
         let phase = if elapsed < plan.warmup { "warm-up" } else { "measuring" };
         let line = format!(
-            "[bench] {:<12} [{}{}] {:>4.0}/{:.0} s {phase:<9} {rate:>8.0} requests/s",
+            "[{}] {:<12} [{}{}] {part:>4.0}/{of} {phase:<9} {rate:>8.0} requests/s",
+            plan.tool,
             plan.label,
-            "#".repeat(filled),
+            "#".repeat(filled.min(20)),
             ".".repeat(20 - filled.min(20)),
-            elapsed.as_secs_f64(),
-            total.as_secs_f64()
         );
         if terminal {
             eprint!("\r{line}");

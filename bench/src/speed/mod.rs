@@ -9,6 +9,7 @@ pub mod report;
 pub mod sinks;
 pub mod stages;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,8 @@ use self::generator::{Grpc, HttpJson, Ledger, Pace, Plan};
 use self::procstat::{Meter, Watched};
 use self::report::{Report, Scenario};
 use self::sinks::Freshness;
-use crate::services::{Service, StackEndpoints};
+use crate::services::{Addresses, Producers, RunNames, Service, StackEndpoints};
+use crate::tally::{Patience, Scope};
 use crate::traffic;
 
 /// Where things are and how long to run.
@@ -84,23 +86,20 @@ impl BenchConfig {
 }
 
 const HELLO: &str = "127.0.0.1:8099";
-const REST_CLIENT: &str = "127.0.0.1:8000";
-const REST_SERVER: &str = "127.0.0.1:8080";
-const GRPC_CLIENT: &str = "127.0.0.1:3000";
-const GRPC_SERVER: &str = "127.0.0.1:3001";
-const GRPC_ADMIN: &str = "127.0.0.1:9301";
+/// The services' addresses (their settings' defaults).
+static AT: std::sync::LazyLock<Addresses> = std::sync::LazyLock::new(Addresses::defaults);
 /// Connections of the open-loop scenarios, per connection of the closed-loop ones.
 const OPEN_LOOP_CONNECTIONS_PER_CLOSED: usize = 4;
-const CONSUMER_ADMIN: &str = "127.0.0.1:9120";
+/// The run's consumer's admin: not the default, which a demo's consumer may hold.
+const CONSUMER_ADMIN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9120);
 
 /// Runs every scenario; returns the report (already written to `config.out`).
 pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let config = &BenchConfig { run_dir: config.run_dir.join(&id), ..config.clone() };
     std::fs::create_dir_all(&config.run_dir)?;
-    let topic = format!("bench-{id}.votes");
-    let prefix = format!("bench:{id}:");
-    let database = format!("bench_{id}");
+    let names = RunNames::new("bench", &id);
+    let (topic, prefix, database) = (names.topic.clone(), names.prefix.clone(), names.database.clone());
     let kafka = KafkaSettings { brokers: config.endpoints.kafka_brokers.clone(), topic: topic.clone() };
     voteflow_testkit::ensure_topic(&kafka.brokers, &topic, 12).await.context("Failed to create the run's topic")?;
     voteflow_testkit::ensure_topic(&kafka.brokers, &format!("{topic}.dlq"), 1).await?;
@@ -111,8 +110,8 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     );
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let mut services = Services::new(config, &topic, &prefix, &database);
-    for service in services.producers_mut() {
+    let mut services = Services::new(config, &names);
+    for service in services.producers.all_mut() {
         let took = service.start(&http).await?;
         println!("started {} in {:.1} s", service.name, took.as_secs_f64());
     }
@@ -130,12 +129,14 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     // 1. The ceiling: a hello-world server under the same generator and connections.
     let ceiling_ledger = Arc::new(Ledger::default());
     let plan = |label: &str, connections: usize, votes_per_request: u64| Plan {
+        tool: "bench",
         label: label.to_owned(),
         connections,
         pace: Pace::Closed,
         warmup: config.warmup,
         measure: config.measure,
         votes_per_request,
+        requests: None,
     };
     let single = single_vote_body();
     let http_requesters = |url: String, connections: usize, body: BodyFn, batch: bool| {
@@ -147,7 +148,8 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         // A broker started minutes before spends its first minute of load compiling (JIT),
         // which would slow whichever scenario came first.
         let warm = Plan { warmup: Duration::ZERO, measure: config.kafka_warmup, ..plan("warm-up", connections, 1) };
-        let requesters = http_requesters(format!("http://{REST_SERVER}/votes"), connections, single.clone(), false)?;
+        let requesters =
+            http_requesters(format!("http://{}/votes", AT.rest_server), connections, single.clone(), false)?;
         generator::run(&warm, requesters, next_index.clone(), ledger.clone()).await;
         let requesters = grpc_requesters(connections, grpc_vote.clone(), None).await?;
         generator::run(&warm, requesters, next_index.clone(), ledger.clone()).await;
@@ -168,9 +170,21 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
 
     // 2-3. Single votes through each HTTP front, then each hop on its own (for "why").
     let fronts = [
-        ("rest", format!("http://{REST_CLIENT}/votes"), "single votes: HTTP -> rest-client -> rest-server -> Kafka"),
-        ("grpc", format!("http://{GRPC_CLIENT}/votes"), "single votes: HTTP -> grpc-client -> grpc-server -> Kafka"),
-        ("rest-hop", format!("http://{REST_SERVER}/votes"), "single votes: HTTP JSON straight to rest-server -> Kafka"),
+        (
+            "rest",
+            format!("http://{}/votes", AT.rest_client),
+            "single votes: HTTP -> rest-client -> rest-server -> Kafka",
+        ),
+        (
+            "grpc",
+            format!("http://{}/votes", AT.grpc_client),
+            "single votes: HTTP -> grpc-client -> grpc-server -> Kafka",
+        ),
+        (
+            "rest-hop",
+            format!("http://{}/votes", AT.rest_server),
+            "single votes: HTTP JSON straight to rest-server -> Kafka",
+        ),
     ];
     for (label, url, what) in fronts.into_iter().filter(|(label, ..)| config.wants(label)) {
         let meter = Meter::start(&watch(&services));
@@ -193,7 +207,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     let size = config.batch_size;
     if config.wants("batch-rest") {
         let meter = Meter::start(&watch(&services));
-        let url = format!("http://{REST_CLIENT}/votes/batch");
+        let url = format!("http://{}/votes/batch", AT.rest_client);
         let requesters = http_requesters(url, batch_connections, batch_body(size), true)?;
         let batch_plan = plan("batch-rest", batch_connections, size);
         let figures = generator::run(&batch_plan, requesters, next_index.clone(), ledger.clone()).await;
@@ -270,7 +284,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     // it is still draining the warm-ups' votes, and freshness would time that backlog.
     if ["fresh-rest", "fresh-grpc"].iter().any(|label| config.wants(label)) {
         let accepted = prefilled + ledger.accepted_votes.load(Ordering::Relaxed);
-        let counted = wait_redis_counted(&sinks, accepted, Duration::from_secs(30)).await;
+        let (counted, _) = sinks.wait_caught_up(accepted, Scope::Own, patience(), "bench").await?;
         anyhow::ensure!(counted >= accepted, "the consumer stalled at {counted} of {accepted} votes before freshness");
     }
     let freshness_run = id.clone();
@@ -278,24 +292,27 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     // front's request (which includes the server's), the server's request or call (which
     // includes Kafka's acknowledgement), and the acknowledgement. The warm-up has created
     // every series before these scenarios read them.
-    let stage =
-        |name, address: &str, series| stages::Stage { name, metrics_url: format!("http://{address}/metrics"), series };
-    let http_cast_vote_series = r#"voteflow_http_request_seconds_bucket{route="cast_vote""#;
-    let grpc_cast_vote_series = r#"voteflow_grpc_request_seconds_bucket{method="CastVote""#;
-    let kafka_acked_series = r#"voteflow_kafka_produce_seconds_bucket{outcome="acked""#;
+    let stage = |name, address: SocketAddr, series| stages::Stage {
+        name,
+        metrics_url: format!("http://{address}/metrics"),
+        series,
+    };
+    let http_cast_vote_series = ("voteflow_http_request_seconds_bucket", ("route", "cast_vote"));
+    let grpc_cast_vote_series = ("voteflow_grpc_request_seconds_bucket", ("method", "CastVote"));
+    let kafka_acked_series = ("voteflow_kafka_produce_seconds_bucket", ("outcome", "acked"));
     let rest_stages = vec![
-        stage("rest-client request", REST_CLIENT, http_cast_vote_series),
-        stage("rest-server request", REST_SERVER, http_cast_vote_series),
-        stage("Kafka acknowledgement", REST_SERVER, kafka_acked_series),
+        stage("rest-client request", AT.rest_client, http_cast_vote_series),
+        stage("rest-server request", AT.rest_server, http_cast_vote_series),
+        stage("Kafka acknowledgement", AT.rest_server, kafka_acked_series),
     ];
     let grpc_stages = vec![
-        stage("grpc-client request", GRPC_CLIENT, http_cast_vote_series),
-        stage("grpc-server CastVote", GRPC_ADMIN, grpc_cast_vote_series),
-        stage("Kafka acknowledgement", GRPC_ADMIN, kafka_acked_series),
+        stage("grpc-client request", AT.grpc_client, http_cast_vote_series),
+        stage("grpc-server CastVote", AT.grpc_server_admin, grpc_cast_vote_series),
+        stage("Kafka acknowledgement", AT.grpc_server_admin, kafka_acked_series),
     ];
     for (label, url, max_label, stages, producer_server) in [
-        ("fresh-rest", format!("http://{REST_CLIENT}/votes"), "rest", rest_stages, REST_SERVER),
-        ("fresh-grpc", format!("http://{GRPC_CLIENT}/votes"), "grpc", grpc_stages, GRPC_ADMIN),
+        ("fresh-rest", format!("http://{}/votes", AT.rest_client), "rest", rest_stages, AT.rest_server),
+        ("fresh-grpc", format!("http://{}/votes", AT.grpc_client), "grpc", grpc_stages, AT.grpc_server_admin),
     ]
     .into_iter()
     .filter(|(label, ..)| config.wants(label))
@@ -351,7 +368,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
     // The check: every vote a server accepted is counted in Redis and logged in MongoDB.
     let accepted = prefilled + ledger.accepted_votes.load(Ordering::Relaxed);
     let unanswered = ledger.unanswered_votes.load(Ordering::Relaxed);
-    let (counted, logged) = wait_counted(&sinks, accepted, Duration::from_secs(30)).await?;
+    let (counted, logged) = sinks.wait_caught_up(accepted, Scope::Own, patience(), "bench").await?;
     report.verify(accepted, unanswered, counted, logged);
     drop(services);
 
@@ -414,7 +431,7 @@ async fn grpc_requesters(
 ) -> anyhow::Result<Vec<Grpc>> {
     let mut requesters = Vec::with_capacity(connections);
     for _ in 0..connections {
-        requesters.push(Grpc::connect(&format!("http://{GRPC_SERVER}"), vote.clone(), batch).await?);
+        requesters.push(Grpc::connect(&format!("http://{}", AT.grpc_server), vote.clone(), batch).await?);
     }
     Ok(requesters)
 }
@@ -453,47 +470,10 @@ async fn drain(sinks: &crate::tally::Sinks, expected: u64, measure: &Duration) -
     }
 }
 
-/// Waits until Redis counts and MongoDB logs `expected` votes, or until neither has moved
-/// for `stalled` (a backlog drains at the consumer's pace, so there is no fixed deadline).
-async fn wait_counted(sinks: &crate::tally::Sinks, expected: u64, stalled: Duration) -> anyhow::Result<(u64, u64)> {
-    // Redis first (one GET); the log's size costs FerretDB seconds even from collStats,
-    // so it is read only once Redis has everything, and then every 5 s.
-    wait_redis_counted(sinks, expected, stalled).await;
-    let mut last_move = Instant::now();
-    let mut logged = 0;
-    loop {
-        let now = sinks.logged_total_from_stats().await.unwrap_or(logged);
-        if now > logged {
-            (logged, last_move) = (now, Instant::now());
-        }
-        if logged >= expected || last_move.elapsed() >= stalled {
-            // A moment more, so a vote counted twice would show.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return Ok((sinks.total().await?, sinks.logged_total_from_stats().await?));
-        }
-        eprintln!("[bench] vote log     {logged:>9}/{expected} logged");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-}
-
-/// Waits until Redis counts `expected` votes under the run's prefix, or until the count
-/// has not moved for `stalled`; returns the last count read.
-async fn wait_redis_counted(sinks: &crate::tally::Sinks, expected: u64, stalled: Duration) -> u64 {
-    let mut last_move = Instant::now();
-    let mut counted = 0;
-    let mut last_print = Instant::now();
-    while counted < expected && last_move.elapsed() < stalled {
-        let now = sinks.total().await.unwrap_or(counted);
-        if now > counted {
-            (counted, last_move) = (now, Instant::now());
-        }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            eprintln!("[bench] counting     {counted:>9}/{expected} counted");
-            last_print = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    counted
+/// The run's wait for the consumer: a backlog drains at the consumer's pace, so there is no
+/// fixed deadline, only one for no progress.
+fn patience() -> Patience {
+    Patience { settle: Duration::from_secs(1), stalled: Duration::from_secs(30) }
 }
 
 /// The publisher settings the producer servers run with: their defaults, and the same
@@ -525,58 +505,35 @@ fn stack_processes(config: &BenchConfig) -> Vec<Watched> {
 /// The processes of one run.
 struct Services {
     hello: Service,
-    rest_server: Service,
-    rest_client: Service,
-    grpc_server: Service,
-    grpc_client: Service,
+    producers: Producers,
     consumer: Service,
 }
 
 impl Services {
-    fn new(config: &BenchConfig, topic: &str, prefix: &str, database: &str) -> Self {
-        let bin = |name: &str| config.bin_dir.join(name);
+    fn new(config: &BenchConfig, names: &RunNames) -> Self {
         let mut runtime = Vec::new();
         if config.service_worker_threads > 0 {
             runtime.push(("TOKIO_WORKER_THREADS", config.service_worker_threads.to_string()));
         }
         let mut hello_env = runtime.clone();
         hello_env.push(("HELLO_LISTEN", HELLO.to_owned()));
-        let mut base = runtime;
-        base.extend([
-            ("KAFKA_BROKERS", config.endpoints.kafka_brokers.clone()),
-            ("KAFKA_TOPIC", topic.to_owned()),
-            ("KAFKA_STATISTICS_INTERVAL_MS", config.kafka_statistics.as_millis().to_string()),
-            ("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,rocket=off".to_owned())),
-        ]);
-        let mut consumer_env = base.clone();
-        consumer_env.extend([
-            ("KAFKA_GROUP_ID", format!("bench-{topic}")),
-            ("KAFKA_DLQ_TOPIC", format!("{topic}.dlq")),
-            ("REDIS_URL", config.endpoints.redis_url.clone()),
-            ("REDIS_KEY_PREFIX", prefix.to_owned()),
-            ("MONGODB_URI", config.endpoints.mongodb_uri.clone()),
-            ("MONGODB_DATABASE", database.to_owned()),
-            ("CONSUMER_ADMIN_LISTEN", CONSUMER_ADMIN.to_owned()),
-        ]);
-        let dir = &config.run_dir;
-        let ready = |address: &str| format!("http://{address}/readyz");
+        let statistics = ("KAFKA_STATISTICS_INTERVAL_MS", config.kafka_statistics.as_millis().to_string());
+        let mut producer_env = crate::services::service_env(&config.endpoints, names);
+        producer_env.extend(runtime.iter().cloned().chain([statistics.clone()]));
+        let mut consumer_env = crate::services::consumer_env(&config.endpoints, names, CONSUMER_ADMIN);
+        consumer_env.extend(runtime.into_iter().chain([statistics]));
+        let (bin, dir) = (&config.bin_dir, &config.run_dir);
         Self {
-            hello: Service::new("hello", bin("voteflow-hello"), &hello_env, ready(HELLO), dir),
-            rest_server: Service::new("rest-server", bin("rest-server"), &base, ready(REST_SERVER), dir),
-            rest_client: Service::new("rest-client", bin("rest-client"), &base, ready(REST_CLIENT), dir),
-            grpc_server: Service::new("grpc-server", bin("grpc-server"), &base, ready(GRPC_ADMIN), dir),
-            grpc_client: Service::new("grpc-client", bin("grpc-client"), &base, ready(GRPC_CLIENT), dir),
-            consumer: Service::new("consumer", bin("consumer"), &consumer_env, ready(CONSUMER_ADMIN), dir),
+            hello: Service::new("hello", bin.join("voteflow-hello"), &hello_env, format!("http://{HELLO}/readyz"), dir),
+            producers: Producers::new(bin, dir, &producer_env),
+            consumer: crate::services::consumer("consumer", bin, dir, &consumer_env, CONSUMER_ADMIN),
         }
     }
 
-    fn producers_mut(&mut self) -> [&mut Service; 4] {
-        [&mut self.rest_server, &mut self.grpc_server, &mut self.rest_client, &mut self.grpc_client]
-    }
-
     fn running(&self) -> Vec<Watched> {
-        [&self.hello, &self.rest_server, &self.rest_client, &self.grpc_server, &self.grpc_client, &self.consumer]
+        [&self.hello, &self.consumer]
             .into_iter()
+            .chain(self.producers.all())
             .filter_map(|service| Some(Watched { name: service.name.clone(), pid: service.pid()? }))
             .collect()
     }

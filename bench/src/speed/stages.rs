@@ -15,9 +15,9 @@ pub struct Stage {
     pub name: &'static str,
     /// The service's `/metrics` URL.
     pub metrics_url: String,
-    /// The histogram's bucket series, e.g. `voteflow_kafka_produce_seconds_bucket{outcome="acked"`:
-    /// a line matches when it starts with this and carries an `le` label.
-    pub series: &'static str,
+    /// The histogram's buckets: the family, e.g. `voteflow_kafka_produce_seconds_bucket`,
+    /// and the one label that picks the series, e.g. `("outcome", "acked")`.
+    pub series: (&'static str, (&'static str, &'static str)),
 }
 
 /// Cumulative bucket counts of one histogram series: (upper bound in seconds, count).
@@ -95,12 +95,8 @@ fn summarise_windows(windows: &[Vec<StageLatency>]) -> Vec<StageLatency> {
 
 fn kafka_client_parts(text: &str) -> Vec<StageLatency> {
     let gauge = |part: &str, quantile: &str| {
-        text.lines()
-            .filter(|line| line.starts_with("voteflow_kafka_client_latency_seconds{"))
-            .filter(|line| {
-                line.contains(&format!("stage=\"{part}\"")) && line.contains(&format!("quantile=\"{quantile}\""))
-            })
-            .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        let labels = [("stage", part), ("quantile", quantile)];
+        voteflow_testkit::metrics::find(text, "voteflow_kafka_client_latency_seconds", &labels)
     };
     KAFKA_CLIENT_PARTS
         .iter()
@@ -150,15 +146,13 @@ pub fn between(stages: &[Stage], before: &Snapshot, after: &Snapshot) -> Vec<Sta
         .collect()
 }
 
-fn buckets(text: &str, series: &str) -> Buckets {
-    let mut found: Buckets = text
-        .lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| {
-            let le = line.split("le=\"").nth(1)?.split('"').next()?;
+fn buckets(text: &str, (family, (key, value)): (&str, (&str, &str))) -> Buckets {
+    let mut found: Buckets = voteflow_testkit::metrics::samples(text)
+        .filter(|sample| sample.name == family && sample.label(key) == Some(value))
+        .filter_map(|sample| {
+            let le = sample.label("le")?;
             let upper = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            let count = line.rsplit(' ').next()?.parse::<f64>().ok()? as u64;
-            Some((upper, count))
+            Some((upper, sample.value as u64))
         })
         .collect();
     found.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -211,7 +205,7 @@ voteflow_kafka_produce_seconds_bucket{outcome="acked",le="0.01"} 208
 voteflow_kafka_produce_seconds_bucket{outcome="acked",le="+Inf"} 210
 voteflow_kafka_produce_seconds_sum{outcome="acked"} 1.5
 "#;
-    const SERIES: &str = r#"voteflow_kafka_produce_seconds_bucket{outcome="acked""#;
+    const SERIES: (&str, (&str, &str)) = ("voteflow_kafka_produce_seconds_bucket", ("outcome", "acked"));
 
     #[test]
     fn a_scenarios_quantiles_come_from_the_buckets_it_filled() {

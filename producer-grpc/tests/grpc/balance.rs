@@ -54,14 +54,9 @@ impl ServerProcess {
     /// CastVote calls this server answered OK, from its own metrics (the series must exist).
     async fn votes_answered(&self) -> u64 {
         let (_, metrics) = self.get("/metrics").await.expect("grpc-server's metrics");
-        metrics
-            .lines()
-            .find(|line| {
-                line.starts_with("voteflow_grpc_requests_total{")
-                    && line.contains(r#"method="CastVote""#)
-                    && line.contains(r#"code="Ok""#)
-            })
-            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        let labels = [("method", "CastVote"), ("code", "Ok")];
+        voteflow_testkit::metrics::find(&metrics, "voteflow_grpc_requests_total", &labels)
+            .map(|value| value as u64)
             .unwrap_or_else(|| panic!("no CastVote Ok series in grpc-server {}'s metrics:\n{metrics}", self.addr))
     }
 

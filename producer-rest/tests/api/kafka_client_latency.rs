@@ -9,13 +9,8 @@ use crate::helpers::{Options, TestPipeline};
 
 /// `voteflow_kafka_client_latency_seconds{stage, quantile}` from a `/metrics` text.
 fn client_latency(metrics: &str, stage: &str, quantile: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("voteflow_kafka_client_latency_seconds{"))
-        .filter(|line| {
-            line.contains(&format!("stage=\"{stage}\"")) && line.contains(&format!("quantile=\"{quantile}\""))
-        })
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+    let labels = [("stage", stage), ("quantile", quantile)];
+    voteflow_testkit::metrics::find(metrics, "voteflow_kafka_client_latency_seconds", &labels)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
