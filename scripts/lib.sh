@@ -77,6 +77,15 @@ stop_demo_services() {
   for service in "${DEMO_SERVICES[@]}"; do stop_pid "$service" "$SERVICES_DIR/$service.pid"; done
 }
 
+# build_release: the release binaries of every service and tool, into $CARGO_TARGET_DIR/release.
+build_release() {
+  say "building release binaries (the first build takes ~10-20 min on 2 cores)"
+  local started=$SECONDS
+  (cd "$REPO_ROOT" && cargo build --release --locked --bins \
+    -p voteflow-producer-rest -p voteflow-producer-grpc -p voteflow-consumer -p voteflow-bench)
+  say "release binaries ready in $((SECONDS - started)) s"
+}
+
 # apt_install PACKAGE...: installs Debian packages that are missing (needs root or sudo).
 apt_install() {
   local missing=()
