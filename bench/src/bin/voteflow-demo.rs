@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
                 warmup: Duration::ZERO,
                 measure: Duration::ZERO,
                 votes_per_request: 1,
+                progress: true,
                 requests: Some(share),
             };
             let requesters = (0..connections)

@@ -1,23 +1,23 @@
-//! The suite's client: a steady rate of votes through the ingress to both paths, each
-//! with its own vote_id (the idempotency key), re-sent with the same vote_id after a 503,
-//! a 5xx or no answer, as a careful real client would, until accepted or out of time.
-//! A ledger keeps every vote's final answer; a per-second histogram of answers gives
-//! each fault its figures.
+//! The suite's client: the bench's generator at a retrying pace, sending votes through the
+//! ingress to both paths, each with its own vote_id (the idempotency key), re-sent with the
+//! same vote_id after a 503, a 5xx or no answer, as a careful real client would, until
+//! accepted or out of time. A ledger keeps every vote's final answer; a per-second
+//! histogram of answers gives each fault its figures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::speed::generator::{self, Pace, Plan, Requester};
 use crate::traffic;
 
 /// One in this many votes is invalid on purpose (rank out of range): it must get a 4xx
 /// and never be counted.
 const INVALID_EVERY: u64 = 40;
-/// Most votes in flight (retries included): a bounded client.
+/// Most votes in flight (retries included): a bounded client, one generator worker each.
 const MAX_IN_FLIGHT: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +95,8 @@ impl Load {
         }
     }
 
-    /// Sends `rate` new votes per second for `duration` (fewer while `MAX_IN_FLIGHT`
-    /// votes wait for an answer), re-sending each until it is accepted or refused, or
+    /// Sends `rate` new votes per second for `duration` (fewer while all `MAX_IN_FLIGHT`
+    /// workers are re-sending), re-sending each until it is accepted or refused, or
     /// `give_up_after` has passed since the load ended. Returns when every vote has its
     /// final answer.
     pub async fn run(&self, base_url: &str, rate: u64, duration: Duration, give_up_after: Duration) {
@@ -106,33 +106,57 @@ impl Load {
             .tcp_nodelay(true)
             .build()
             .expect("an HTTP client");
-        let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let give_up_at = Instant::now() + duration + give_up_after;
-        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut index = 0_u64;
-        while self.timeline.started.elapsed() < duration {
-            ticks.tick().await;
-            let Ok(permit) = limit.clone().try_acquire_owned() else { continue };
-            let (vote, band, valid) = make_vote(index);
-            let path = if index.is_multiple_of(2) { "rest" } else { "grpc" };
-            let endpoint = format!("{}/{path}/votes", base_url.trim_end_matches('/'));
-            let (http, timeline, ledger) = (http.clone(), self.timeline.clone(), self.ledger.clone());
-            let in_flight = self.in_flight.clone();
-            in_flight.fetch_add(1, Ordering::Relaxed);
-            self.sent.fetch_add(1, Ordering::Relaxed);
-            tasks.spawn(async move {
-                let vote_id = vote["vote_id"].as_str().and_then(|id| Uuid::parse_str(id).ok()).unwrap_or_default();
-                let (answer, attempts) = send_until_answered(&http, &endpoint, &vote, &timeline, give_up_at).await;
-                let sent = SentVote { vote_id, band, path, valid, answer, attempts };
-                ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(sent);
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
-            });
-            index += 1;
+        let requesters = (0..MAX_IN_FLIGHT)
+            .map(|_| Careful {
+                http: http.clone(),
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                give_up_at,
+                load: self.clone_handles(),
+            })
+            .collect();
+        let plan = Plan {
+            tool: "chaos",
+            label: "load".to_owned(),
+            connections: MAX_IN_FLIGHT,
+            pace: Pace::Retrying { rate: rate as f64 },
+            warmup: Duration::ZERO,
+            measure: duration.saturating_sub(self.timeline.started.elapsed()),
+            votes_per_request: 1,
+            progress: false,
+            requests: None,
+        };
+        generator::run(&plan, requesters, Arc::default(), Arc::default()).await;
+    }
+}
+
+/// One worker's client: sends vote `i` to the path its parity picks and re-sends it until
+/// it has a final answer, which goes into the ledger.
+struct Careful {
+    http: reqwest::Client,
+    base_url: String,
+    give_up_at: Instant,
+    load: Load,
+}
+
+impl Requester for Careful {
+    async fn send(&mut self, index: u64) -> Result<generator::Answer, String> {
+        let (vote, band, valid) = make_vote(index);
+        let path = if index.is_multiple_of(2) { "rest" } else { "grpc" };
+        let endpoint = format!("{}/{path}/votes", self.base_url);
+        self.load.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.load.sent.fetch_add(1, Ordering::Relaxed);
+        let vote_id = vote["vote_id"].as_str().and_then(|id| Uuid::parse_str(id).ok()).unwrap_or_default();
+        let (answer, attempts) =
+            send_until_answered(&self.http, &endpoint, &vote, &self.load.timeline, self.give_up_at).await;
+        let sent = SentVote { vote_id, band, path, valid, answer, attempts };
+        self.load.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(sent);
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match answer {
+            Answer::Accepted => Ok(generator::Answer { accepted_votes: 1, refused_votes: 0 }),
+            Answer::Refused => Ok(generator::Answer { accepted_votes: 0, refused_votes: 1 }),
+            Answer::Unavailable => Err(format!("vote {index} given up after {attempts} attempts")),
         }
-        while tasks.join_next().await.is_some() {}
     }
 }
 

@@ -42,12 +42,16 @@ pub enum Pace {
     Closed,
     /// Requests per second over all workers, each due at a fixed time.
     Open { rate: f64 },
+    /// Requests per second over all workers, for requesters that re-send a request until it
+    /// is answered (a careful client): a worker still re-sending skips the requests that fell
+    /// due meanwhile instead of sending them late, as such a client would not pile up.
+    Retrying { rate: f64 },
 }
 
 /// One measured run of a scenario.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The tool running it, for progress lines (`bench`, `demo`).
+    /// The tool running it, for progress lines (`bench`, `demo`, `chaos`).
     pub tool: &'static str,
     pub label: String,
     pub connections: usize,
@@ -58,6 +62,8 @@ pub struct Plan {
     pub measure: Duration,
     /// Votes per request (1, or the batch size), for the votes/s figure.
     pub votes_per_request: u64,
+    /// Print a progress line every second.
+    pub progress: bool,
     /// Stop after this many requests (request numbers 0..n) instead of at the window's end;
     /// the window then lasts until the last answer.
     pub requests: Option<u64>,
@@ -126,7 +132,7 @@ pub async fn run<R: Requester>(
     let window_start = started + plan.warmup;
     let window_end = if plan.requests.is_some() { started + UNBOUNDED } else { window_start + plan.measure };
     let answered = Arc::new(AtomicU64::new(0));
-    let progress = tokio::spawn(print_progress(plan.clone(), started, answered.clone()));
+    let progress = plan.progress.then(|| tokio::spawn(print_progress(plan.clone(), started, answered.clone())));
     let connections = requesters.len().max(1);
     let workers: Vec<_> = requesters
         .into_iter()
@@ -134,7 +140,7 @@ pub async fn run<R: Requester>(
         .map(|(worker, requester)| {
             let due = match plan.pace {
                 Pace::Closed => None,
-                Pace::Open { rate } => {
+                Pace::Open { rate } | Pace::Retrying { rate } => {
                     let every = Duration::from_secs_f64(connections as f64 / rate.max(0.001));
                     Some((started + Duration::from_secs_f64(worker as f64 / rate.max(0.001)), every))
                 }
@@ -150,6 +156,7 @@ pub async fn run<R: Requester>(
                 answered,
                 plan.votes_per_request,
                 plan.requests,
+                matches!(plan.pace, Pace::Retrying { .. }),
             ))
         })
         .collect();
@@ -165,8 +172,10 @@ pub async fn run<R: Requester>(
             total.first_failure = result.first_failure;
         }
     }
-    progress.abort();
-    if std::io::stderr().is_terminal() {
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    if plan.progress && std::io::stderr().is_terminal() {
         eprintln!();
     }
     let seconds = match plan.requests {
@@ -179,6 +188,7 @@ pub async fn run<R: Requester>(
         pace: match plan.pace {
             Pace::Closed => "closed".to_owned(),
             Pace::Open { rate } => format!("open {rate:.0}/s"),
+            Pace::Retrying { rate } => format!("retrying {rate:.0}/s"),
         },
         seconds,
         requests: total.requests,
@@ -213,12 +223,16 @@ async fn work<R: Requester>(
     answered: Arc<AtomicU64>,
     votes_per_request: u64,
     limit: Option<u64>,
+    skip_missed: bool,
 ) -> WorkerResult {
     let mut result = WorkerResult::new();
     loop {
         let sent_at = match &mut due {
             None => Instant::now(),
             Some((at, every)) => {
+                while skip_missed && *at < Instant::now() {
+                    *at += *every;
+                }
                 let this = *at;
                 *at += *every;
                 tokio::time::sleep_until(this.into()).await;

@@ -136,6 +136,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         warmup: config.warmup,
         measure: config.measure,
         votes_per_request,
+        progress: true,
         requests: None,
     };
     let single = single_vote_body();
@@ -251,7 +252,7 @@ pub async fn run(config: &BenchConfig) -> anyhow::Result<Report> {
         let meter = Meter::start(&watch(&services));
         let votes = config.sink_ceiling_votes;
         let mongo_ceiling = sinks::mongo_ceiling(&config.endpoints.mongodb_uri, &ceiling_database, votes).await?;
-        let what = "insert_many (unordered) of the vote-log documents, 1000 per call, vote-log indexes";
+        let what = "the vote log's insert (one unordered insert_many) of fresh votes, 1000 per call, vote-log indexes";
         report.add_throughput("mongo-ceiling", what, mongo_ceiling, meter.finish());
     }
     if config.wants("retry-path") {
