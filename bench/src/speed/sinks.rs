@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use voteflow_consumer::sink::Consumed;
-use voteflow_consumer::sink::vote_log::{VoteLog, document};
+use voteflow_consumer::sink::vote_log::{Logged, VoteLog};
 use voteflow_domain::{AcceptedRecord, Vote, VoteJson, VotePath};
 use voteflow_service::settings::PublisherSettings;
 
@@ -196,30 +196,25 @@ pub async fn redis_ceiling(redis_url: &str, key: &str, votes: u64) -> anyhow::Re
     Ok(Throughput::new(votes, started.elapsed()))
 }
 
-/// MongoDB ceiling: the vote-log documents of `votes` votes (the consumer's own document
-/// shape, a collection with the vote log's indexes) by unordered insert_many,
-/// [`SINK_BATCH`] at a time, one after another. Documents are built before the clock runs.
+/// MongoDB ceiling: `votes` fresh votes through the consumer's own `VoteLog::insert` (its
+/// document shape, one unordered insert_many per call, a collection with the vote log's
+/// indexes), [`SINK_BATCH`] at a time, one after another. Records are built before the
+/// clock runs; their documents inside it, as the consumer builds them.
 pub async fn mongo_ceiling(mongodb_uri: &str, database: &str, votes: u64) -> anyhow::Result<Throughput> {
     let log = VoteLog::connect(mongodb_uri, database).await?;
     log.ensure_indexes().await.context("Failed to create the vote log's indexes")?;
-    let collection = mongodb::Client::with_uri_str(mongodb_uri)
-        .await?
-        .database(database)
-        .collection::<mongodb::bson::Document>(voteflow_consumer::sink::vote_log::COLLECTION);
     let started_all = Instant::now();
     let mut spent = Duration::ZERO;
     let mut done = 0;
     while done < votes {
         let size = SINK_BATCH.min(votes - done);
-        let documents: Vec<_> = (done..done + size)
-            .map(|i| {
-                let consumed = Consumed { record: record(i)?, partition: (i % 12) as i32, offset: (i / 12) as i64 };
-                Ok(document(&consumed))
-            })
+        let batch: Vec<Consumed> = (done..done + size)
+            .map(|i| Ok(Consumed { record: record(i)?, partition: (i % 12) as i32, offset: (i / 12) as i64 }))
             .collect::<anyhow::Result<_>>()?;
         let started = Instant::now();
-        collection.insert_many(documents).ordered(false).await.context("insert_many failed")?;
+        let logged = log.insert(&batch).await.context("insert_many failed")?;
         spent += started.elapsed();
+        anyhow::ensure!(logged == Logged::default(), "the ceiling's fresh votes were found logged already: {logged:?}");
         done += size;
         if done % (SINK_BATCH * 50) == 0 {
             eprintln!(
@@ -230,7 +225,7 @@ pub async fn mongo_ceiling(mongodb_uri: &str, database: &str, votes: u64) -> any
     }
     let mut figure = Throughput::new(votes, spent);
     figure.note = Some(format!(
-        "clock stopped while documents were built; {:.1} s wall in all",
+        "clock stopped while records were built; {:.1} s wall in all",
         started_all.elapsed().as_secs_f64()
     ));
     Ok(figure)

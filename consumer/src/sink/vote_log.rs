@@ -155,8 +155,8 @@ fn only_duplicates(error: &mongodb::error::Error) -> Option<Vec<usize>> {
     }
 }
 
-/// The vote-log document of one record (public for the benchmark's raw insert ceiling).
-pub fn document(consumed: &Consumed) -> Document {
+/// The vote-log document of one record.
+fn document(consumed: &Consumed) -> Document {
     let record = &consumed.record;
     let vote = &record.vote;
     let mut document = doc! {
