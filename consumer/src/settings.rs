@@ -27,7 +27,7 @@ pub struct ConsumerSettings {
     #[arg(long, env = "KAFKA_DLQ_TOPIC", default_value = "votes.dlq")]
     pub dlq_topic: String,
     /// Most votes in one batch.
-    #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000)]
+    #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_max_votes: usize,
     // 15 rather than 50: votes become visible sooner at about the same CPU per vote
     // (docs/decisions/0005-batch-wait-15ms.md).
@@ -84,9 +84,6 @@ impl ConsumerSettings {
                 self.shutdown_deadline_secs, self.session_timeout_ms
             ));
         }
-        if self.batch_max_votes == 0 {
-            return Err("BATCH_MAX_VOTES must be at least 1".to_owned());
-        }
         Ok(())
     }
 }
@@ -126,5 +123,14 @@ mod tests {
         ])
         .unwrap();
         assert!(settings.validate().unwrap_err().contains("SHUTDOWN_DEADLINE_SECS"));
+    }
+
+    /// A batch of at most no votes would never make progress.
+    #[test]
+    fn a_zero_batch_is_refused() {
+        let error = <ConsumerSettings as clap::Parser>::try_parse_from(["consumer", "--batch-max-votes=0"])
+            .expect_err("BATCH_MAX_VOTES=0")
+            .to_string();
+        assert!(error.contains("--batch-max-votes"), "{error}");
     }
 }

@@ -67,13 +67,13 @@ pub struct ServerSettings {
     #[command(flatten)]
     pub publisher: PublisherSettings,
     /// Largest encoded vote, in bytes; larger ones get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_message_bytes: usize,
     /// Most votes in one CastVotes stream; more get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000)]
+    #[arg(long, env = "BATCH_MAX_VOTES", default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch_max_votes: usize,
     /// Requests served at once per connection; beyond it requests are shed with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "GRPC_CONCURRENCY_LIMIT", default_value_t = 1024)]
+    #[arg(long, env = "GRPC_CONCURRENCY_LIMIT", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub concurrency_limit: usize,
     /// Seconds in-flight calls get to finish after a shutdown signal.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 5)]
@@ -108,5 +108,16 @@ mod tests {
         assert_eq!((front.front.listen.port(), server.listen.port()), (3000, 3001));
         assert_eq!(front.front.route_prefixes, ["/grpc"]);
         assert!(front.front.upstream_timeout() > server.publisher.delivery_timeout());
+    }
+
+    /// A zero limit would refuse every vote, stream or call: refused at launch, naming the flag.
+    #[test]
+    fn zero_limits_are_refused() {
+        for flag in ["--max-message-bytes", "--batch-max-votes", "--concurrency-limit"] {
+            let error = <ServerSettings as clap::Parser>::try_parse_from(["grpc-server", &format!("{flag}=0")])
+                .expect_err(flag)
+                .to_string();
+            assert!(error.contains(flag), "{error}");
+        }
     }
 }
