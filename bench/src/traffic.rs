@@ -68,9 +68,19 @@ mod tests {
             *counts.entry(band).or_insert(0u64) += 1;
         }
         assert_eq!(counts.len(), CATALOGUE.len());
+        let total_weight: u64 = CATALOGUE.iter().map(|entry| entry.3).sum();
         for (band, _, _, weight) in CATALOGUE {
-            let share = counts[band] as f64 / 26_000.0 / (weight as f64 / 79.0);
-            assert!((0.8..1.2).contains(&share), "{band}: {share}");
+            let share = counts[band] as f64 / 26_000.0 / (weight as f64 / total_weight as f64);
+            assert!((0.9..1.1).contains(&share), "{band}: {share}");
         }
+        // Weights differ by one step at most 18 %: the order of the counts is the weights'.
+        let by_count: Vec<u64> = {
+            let mut bands: Vec<_> = CATALOGUE.iter().map(|entry| (counts[entry.0], entry.3)).collect();
+            bands.sort_by_key(|band| std::cmp::Reverse(band.0));
+            bands.into_iter().map(|(_, weight)| weight).collect()
+        };
+        let mut by_weight: Vec<u64> = CATALOGUE.iter().map(|entry| entry.3).collect();
+        by_weight.sort_by_key(|weight| std::cmp::Reverse(*weight));
+        assert_eq!(by_count, by_weight, "{counts:?}");
     }
 }

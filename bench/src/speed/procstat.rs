@@ -151,7 +151,21 @@ mod tests {
             spin = std::hint::black_box(spin.wrapping_add(1));
         }
         assert!(cpu_seconds(pid).unwrap() - before >= 0.05, "120 ms of spinning shows as CPU time");
-        assert!(peak_rss_mib(pid).unwrap() > 0.5);
+    }
+
+    #[test]
+    fn memory_touched_shows_in_the_resident_set_until_freed() {
+        let pid = std::process::id();
+        let rss_before = rss_mib(pid).unwrap();
+        // 64 MiB written (a non-zero fill touches every page), so it is resident.
+        let block = std::hint::black_box(vec![1u8; 64 << 20]);
+        let (rss_during, peak_during) = (rss_mib(pid).unwrap(), peak_rss_mib(pid).unwrap());
+        assert!(rss_during - rss_before >= 48.0, "resident {rss_before:.1} -> {rss_during:.1} MiB");
+        assert!(peak_during >= rss_during, "peak {peak_during:.1} below resident {rss_during:.1} MiB");
+        drop(block);
+        // Freed (a block this large is its own mapping, returned at once): resident falls.
+        // (The kernel's VmHWM fell with it here: it does not keep an unmapped block's peak.)
+        assert!(rss_mib(pid).unwrap() < rss_during - 32.0, "the freed block is still resident");
     }
 
     #[test]

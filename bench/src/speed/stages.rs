@@ -217,6 +217,11 @@ voteflow_kafka_produce_seconds_sum{outcome="acked"} 1.5
         assert!((quantile(&delta, 0.99) - 0.01).abs() < 1e-9);
         // Past the last finite bound, the estimate is that bound (as Prometheus does).
         assert!((quantile(&delta, 0.999) - 0.01).abs() < 1e-9);
+        // Inside a bucket, linear between its bounds: rank 150 is the 50th of the 98 in (5, 10] ms.
+        let expected = 0.005 + 0.005 * 50.0 / 98.0;
+        assert!((quantile(&delta, 0.75) - expected).abs() < 1e-9, "{}", quantile(&delta, 0.75));
+        // And in the first bucket, from zero: rank 5 of 10 observations under 1 ms is 0.5 ms.
+        assert!((quantile(&vec![(0.001, 10), (f64::INFINITY, 10)], 0.5) - 0.0005).abs() < 1e-9);
     }
 
     #[test]
