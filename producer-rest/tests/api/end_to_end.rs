@@ -1,6 +1,7 @@
-//! N votes through rest-client reach Kafka, Redis and MongoDB exactly once each.
+//! N votes through rest-client reach Kafka, Redis and MongoDB exactly once each, under the
+//! vote_id the 202 gave (the front's UUIDv7, or the client's own).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -71,4 +72,28 @@ async fn votes_through_rest_client_are_counted_and_logged_exactly_once() {
     // Give a late duplicate the chance to show up before the final check.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(pipeline.consumer.total().await, sent);
+
+    // A vote without a vote_id gets a UUIDv7 from the front, and that id is its `_id` in the log.
+    let returned: HashSet<String> =
+        answers.iter().map(|(_, body)| body["vote_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(returned.len(), answers.len(), "each vote its own id");
+    for id in &returned {
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7, "{id} is not a UUIDv7");
+    }
+    let mut cursor = pipeline.consumer.votes.find(doc! {}).projection(doc! { "_id": 1 }).await.unwrap();
+    let mut logged_ids = HashSet::new();
+    while let Some(document) = cursor.next().await {
+        logged_ids.insert(document.unwrap().get_str("_id").unwrap().to_owned());
+    }
+    assert_eq!(logged_ids, returned);
+
+    // A client's own vote_id comes back in the 202 and is the `_id` its vote is logged under.
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let keyed = json!({"band": "Portishead", "album": "Dummy", "year": 1994, "rank": 9, "vote_id": client_id});
+    let response = pipeline.post_vote(&keyed).await;
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["vote_id"], client_id.as_str());
+    pipeline.consumer.wait_for_counted(sent + 1, Duration::from_secs(30)).await;
+    let document = pipeline.consumer.votes.find_one(doc! { "_id": &client_id }).await.unwrap();
+    assert_eq!(document.expect("logged under the client's vote_id").get_str("band").unwrap(), "Portishead");
 }
