@@ -42,6 +42,10 @@ pub enum PublishError {
     Overloaded,
     #[error("Kafka did not acknowledge the vote within {0:?}")]
     Timeout(Duration),
+    /// librdkafka reported nothing, not even its own timeout, within the bound and the
+    /// guard's second: a lost delivery report (counted apart, as `unreported`).
+    #[error("no delivery report for the vote within {0:?}")]
+    Unreported(Duration),
     #[error("Kafka refused the vote: {0}")]
     Kafka(#[source] KafkaError),
     #[error("the producer is shutting down")]
@@ -52,7 +56,9 @@ impl From<PublishError> for Refusal {
     fn from(error: PublishError) -> Self {
         let code = match error {
             PublishError::Overloaded => ErrorCode::Overloaded,
-            PublishError::Timeout(_) | PublishError::Kafka(_) | PublishError::Closed => ErrorCode::KafkaUnavailable,
+            PublishError::Timeout(_) | PublishError::Unreported(_) | PublishError::Kafka(_) | PublishError::Closed => {
+                ErrorCode::KafkaUnavailable
+            }
         };
         Refusal::new(code, format!("vote not accepted: {error}"))
     }
@@ -78,6 +84,7 @@ struct PublisherMetrics {
     acked: OutcomeMetrics,
     overloaded: OutcomeMetrics,
     timeout: OutcomeMetrics,
+    unreported: OutcomeMetrics,
     error: OutcomeMetrics,
     in_flight: IntGauge,
 }
@@ -105,6 +112,7 @@ impl PublisherMetrics {
             acked: outcome("acked"),
             overloaded: outcome("overloaded"),
             timeout: outcome("timeout"),
+            unreported: outcome("unreported"),
             error: outcome("error"),
             in_flight,
         })
@@ -115,6 +123,7 @@ impl PublisherMetrics {
             Ok(_) => &self.acked,
             Err(PublishError::Overloaded) => &self.overloaded,
             Err(PublishError::Timeout(_)) => &self.timeout,
+            Err(PublishError::Unreported(_)) => &self.unreported,
             Err(PublishError::Kafka(_) | PublishError::Closed) => &self.error,
         }
     }
@@ -278,11 +287,13 @@ impl Publisher {
         };
         // librdkafka fails the record itself at message.timeout.ms; the extra second only
         // guards against a lost callback, so no caller ever waits unbounded.
-        match tokio::time::timeout(self.delivery_timeout + Duration::from_secs(1), delivery).await {
+        let guard = self.delivery_timeout + Duration::from_secs(1);
+        match tokio::time::timeout(guard, delivery).await {
             Ok(Ok(Ok(delivered))) => Ok(Acked { partition: delivered.partition, offset: delivered.offset }),
-            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) | Err(_) => {
+            Ok(Ok(Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)))) => {
                 Err(PublishError::Timeout(self.delivery_timeout))
             }
+            Err(_) => Err(PublishError::Unreported(guard)),
             Ok(Ok(Err((error, _)))) => Err(PublishError::Kafka(error)),
             Ok(Err(_canceled)) => Err(PublishError::Closed),
         }

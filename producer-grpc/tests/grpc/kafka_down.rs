@@ -1,5 +1,5 @@
-//! grpc-server with Kafka unreachable: UNAVAILABLE within the delivery bound, and
-//! RESOURCE_EXHAUSTED at once for a vote beyond the in-flight bound (load shedding).
+//! grpc-server with Kafka unreachable: UNAVAILABLE when librdkafka gives up at the delivery
+//! bound, and RESOURCE_EXHAUSTED at once for a vote beyond the in-flight bound (load shedding).
 
 use std::time::{Duration, Instant};
 
@@ -37,12 +37,23 @@ async fn kafka_down_is_unavailable_and_overload_is_resource_exhausted() {
     let started = Instant::now();
     let first = tokio::spawn(async move { first_client.cast_vote(first_vote).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let shed_at = Instant::now();
     let second = client.clone().cast_vote(vote).await.expect_err("shed");
+    let shed_after = shed_at.elapsed();
     let first = first.await.unwrap().expect_err("not acknowledged");
 
     // Assert
     assert_eq!(second.code(), Code::ResourceExhausted, "{second:?}");
     assert_eq!(second.metadata().get("voteflow-error").unwrap(), "overloaded");
+    // Shed at once, not after waiting for Kafka the way the first vote does.
+    assert!(shed_after < Duration::from_millis(500), "shed after {shed_after:?}");
     assert_eq!(first.code(), Code::Unavailable, "{first:?}");
     assert!(started.elapsed() < Duration::from_millis(1500 + 2500), "answered after {:?}", started.elapsed());
+    // librdkafka gave up on the record itself (message.timeout.ms = the bound), not the
+    // publisher's guard a second later.
+    let metrics = voteflow_testkit::metrics_text(grpc_server.admin_addr).await;
+    let outcome = |outcome: &str| {
+        voteflow_testkit::metrics::find(&metrics, "voteflow_kafka_produce_total", &[("outcome", outcome)])
+    };
+    assert_eq!((outcome("timeout"), outcome("unreported")), (Some(1.0), Some(0.0)), "{metrics}");
 }

@@ -30,8 +30,16 @@ async fn rest_client_answers_503_with_retry_after_when_kafka_is_down() {
     assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "kafka_unavailable", "{body}");
-    // The bound, plus the publisher's one-second guard, plus scheduling slack.
+    // Within the bound, librdkafka's once-a-second check for timed-out records, and slack;
+    // and librdkafka gave up on the record itself (message.timeout.ms = the bound), not the
+    // publisher's guard a second later.
     assert!(waited < bound + Duration::from_millis(2500), "answered after {waited:?}");
+    let metrics = pipeline.http.get(format!("{}/metrics", pipeline.server_url)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let outcome = |outcome: &str| {
+        voteflow_testkit::metrics::find(&metrics, "voteflow_kafka_produce_total", &[("outcome", outcome)])
+    };
+    assert_eq!((outcome("timeout"), outcome("unreported")), (Some(1.0), Some(0.0)), "{metrics}");
 
     let ready = pipeline.http.get(format!("{}/readyz", pipeline.front_url)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503, "the front is not ready while its server cannot reach Kafka");
