@@ -85,11 +85,6 @@ impl Sinks {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
-    /// The run's votes counted in Redis and logged in MongoDB.
-    pub async fn counted_and_logged(&self, scope: Scope) -> anyhow::Result<(u64, u64)> {
-        Ok((self.counted(scope).await?, self.logged(scope).await?))
-    }
-
     async fn counted(&self, scope: Scope) -> anyhow::Result<u64> {
         let total = self.total().await?;
         Ok(match scope {
