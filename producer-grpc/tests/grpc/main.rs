@@ -11,5 +11,6 @@ mod end_to_end;
 mod helpers;
 mod ingress;
 mod kafka_down;
+mod limits;
 mod secrets;
 mod server_restart;
