@@ -10,3 +10,4 @@ mod kafka_client_latency;
 mod kafka_down;
 mod next_hop_down;
 mod secrets;
+mod shutdown;
