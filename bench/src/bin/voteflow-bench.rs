@@ -86,7 +86,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     service_worker_threads: usize,
     /// Run only these scenarios (comma-separated; for profiling one of them).
-    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(speed::SCENARIOS))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(speed::SCENARIOS.map(|spec| spec.label)))]
     only: Vec<String>,
     /// The results file [default: bench/results/latest.json; quick: quick.json; --only: partial.json].
     #[arg(long)]

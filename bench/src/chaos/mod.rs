@@ -35,7 +35,8 @@ pub struct ChaosConfig {
     pub catch_up_secs: u64,
 }
 
-pub const MIN_LOAD_SECS: u64 = 58;
+/// The last fault's second, and the 5 s it may take.
+pub const MIN_LOAD_SECS: u64 = SCHEDULE[SCHEDULE.len() - 1].0 + 5;
 
 /// What one fault did, for the report.
 #[derive(Debug)]
@@ -250,8 +251,39 @@ async fn at(started: Instant, second: u64) {
     tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
 }
 
-/// The schedule, in seconds since the load began. Each step waits for the part it broke
-/// to be back before the next one, so the faults do not pile up on a 2-core machine.
+/// One fault of the schedule.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL consumer-a while it holds a batch, and restart it at once.
+    KillConsumerA,
+    /// SIGKILL consumer-b while it holds a batch; restart it at second `back_at`, past its
+    /// session timeout, so its partitions move to consumer-a meanwhile.
+    KillReplicaB { back_at: u64 },
+    /// Stop a stack service for 5 s; it happened when the consumers logged `sink` errors.
+    StopSink { service: &'static str, sink: &'static str },
+    /// SIGTERM grpc-server (it drains), then start it again.
+    TerminateGrpcServer,
+    /// Stop and start the Kafka broker.
+    RestartKafka,
+}
+
+/// The schedule: second since the load began, fault name, fault. Each step waits for the
+/// part it broke to be back before the next one, so the faults do not pile up on a 2-core
+/// machine.
+const SCHEDULE: [(u64, &str, Fault); 10] = [
+    (3, "sigkill-consumer-a#1", Fault::KillConsumerA),
+    (7, "sigkill-consumer-a#2", Fault::KillConsumerA),
+    (11, "sigkill-consumer-a#3", Fault::KillConsumerA),
+    (15, "sigkill-consumer-a#4", Fault::KillConsumerA),
+    (19, "sigkill-consumer-a#5", Fault::KillConsumerA),
+    (23, "sigkill-replica-b", Fault::KillReplicaB { back_at: 30 }),
+    (32, "stop-redis-5s", Fault::StopSink { service: "redis", sink: "redis" }),
+    (40, "stop-mongo-5s", Fault::StopSink { service: "mongo", sink: "mongo" }),
+    (48, "sigterm-grpc-server", Fault::TerminateGrpcServer),
+    (53, "restart-kafka", Fault::RestartKafka),
+];
+
+/// Runs the schedule against the pipeline; what each fault did.
 async fn inject_faults(
     pipeline: &mut Pipeline,
     stack: &Stack,
@@ -260,101 +292,73 @@ async fn inject_faults(
     kafka_brokers: &str,
 ) -> anyhow::Result<Vec<FaultReport>> {
     let mut faults = Vec::new();
-    let since = |instant: Instant| instant.duration_since(started);
-
-    for (round, second) in [3, 7, 11, 15, 19].into_iter().enumerate() {
+    for (second, name, fault) in SCHEDULE {
         at(started, second).await;
         let begun = Instant::now();
-        let (happened, in_hand) = kill_mid_batch(&mut pipeline.consumer_a, CONSUMER_A_ADMIN, http).await?;
-        let restart = pipeline.consumer_a.start(http).await?;
-        faults.push(FaultReport {
-            name: format!("sigkill-consumer-a#{}", round + 1),
-            at: since(begun),
-            lasted: begun.elapsed(),
-            detail: format!("{in_hand}; restarted, ready in {:.2}s", restart.as_secs_f64()),
-            happened,
-        });
+        let (happened, detail) = match fault {
+            Fault::KillConsumerA => {
+                let (happened, in_hand) = kill_mid_batch(&mut pipeline.consumer_a, CONSUMER_A_ADMIN, http).await?;
+                let restart = pipeline.consumer_a.start(http).await?;
+                (happened, format!("{in_hand}; restarted, ready in {:.2}s", restart.as_secs_f64()))
+            }
+            Fault::KillReplicaB { back_at } => {
+                let (happened, in_hand) = kill_mid_batch(&mut pipeline.consumer_b, CONSUMER_B_ADMIN, http).await?;
+                at(started, back_at).await;
+                let restart = pipeline.consumer_b.start(http).await?;
+                let detail = format!(
+                    "{in_hand}; down past its 3 s session, so its partitions moved to consumer-a; b back at {back_at} s, \
+                     ready in {:.2}s",
+                    restart.as_secs_f64()
+                );
+                (happened, detail)
+            }
+            Fault::StopSink { service, sink } => {
+                let errors_before = pipeline.sink_errors(http, sink).await;
+                let stopping = stack.run("down", service).await?;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let errors = pipeline.sink_errors(http, sink).await.saturating_sub(errors_before);
+                let starting = stack.run("up", service).await?;
+                let detail = format!(
+                    "stop took {:.2}s, down 5 s ({errors} {sink} errors logged by the consumers), start took {:.2}s",
+                    stopping.as_secs_f64(),
+                    starting.as_secs_f64()
+                );
+                (errors > 0, detail)
+            }
+            Fault::TerminateGrpcServer => {
+                let (status, drained) = pipeline.producers.grpc_server.terminate(Duration::from_secs(15)).await?;
+                anyhow::ensure!(status.success(), "grpc-server did not exit cleanly on SIGTERM: {status}");
+                let restart = pipeline.producers.grpc_server.start(http).await?;
+                let detail = format!(
+                    "drained and exited ({status}) in {:.2}s; restarted and ready in {:.2}s",
+                    drained.as_secs_f64(),
+                    restart.as_secs_f64()
+                );
+                (status.success(), detail)
+            }
+            Fault::RestartKafka => {
+                let producers = &pipeline.producers;
+                let rss_before = (producers.rest_server.rss_mib(), producers.grpc_server.rss_mib());
+                let stopping = stack.run("down", "kafka").await?;
+                let first_broker = kafka_brokers.split(',').next().unwrap_or_default().to_owned();
+                let broker_gone = tokio::net::TcpStream::connect(first_broker).await.is_err();
+                let starting = stack.run("up", "kafka").await?;
+                let rss_after = (producers.rest_server.rss_mib(), producers.grpc_server.rss_mib());
+                let detail = format!(
+                    "stop took {:.2}s, start took {:.2}s; RSS MiB rest-server {} -> {}, grpc-server {} -> {}",
+                    stopping.as_secs_f64(),
+                    starting.as_secs_f64(),
+                    mib(rss_before.0),
+                    mib(rss_after.0),
+                    mib(rss_before.1),
+                    mib(rss_after.1)
+                );
+                (broker_gone, detail)
+            }
+        };
+        let (at, lasted) = (begun.duration_since(started), begun.elapsed());
+        faults.push(FaultReport { name: name.to_owned(), at, lasted, detail, happened });
     }
-
-    at(started, 23).await;
-    let begun = Instant::now();
-    let (happened, in_hand) = kill_mid_batch(&mut pipeline.consumer_b, CONSUMER_B_ADMIN, http).await?;
-    at(started, 30).await;
-    let restart = pipeline.consumer_b.start(http).await?;
-    faults.push(FaultReport {
-        name: "sigkill-replica-b".to_owned(),
-        at: since(begun),
-        lasted: begun.elapsed(),
-        detail: format!(
-            "{in_hand}; down past its 3 s session, so its partitions moved to consumer-a; b back at 30 s, ready in {:.2}s",
-            restart.as_secs_f64()
-        ),
-        happened,
-    });
-
-    for (name, service, sink, second) in
-        [("stop-redis-5s", "redis", "redis", 32), ("stop-mongo-5s", "mongo", "mongo", 40)]
-    {
-        at(started, second).await;
-        let begun = Instant::now();
-        let errors_before = pipeline.sink_errors(http, sink).await;
-        let stopping = stack.run("down", service).await?;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let errors = pipeline.sink_errors(http, sink).await.saturating_sub(errors_before);
-        let starting = stack.run("up", service).await?;
-        faults.push(FaultReport {
-            name: name.to_owned(),
-            at: since(begun),
-            lasted: begun.elapsed(),
-            detail: format!(
-                "stop took {:.2}s, down 5 s ({errors} {sink} errors logged by the consumers), start took {:.2}s",
-                stopping.as_secs_f64(),
-                starting.as_secs_f64()
-            ),
-            happened: errors > 0,
-        });
-    }
-
-    at(started, 48).await;
-    let begun = Instant::now();
-    let (status, drained) = pipeline.producers.grpc_server.terminate(Duration::from_secs(15)).await?;
-    let restart = pipeline.producers.grpc_server.start(http).await?;
-    faults.push(FaultReport {
-        name: "sigterm-grpc-server".to_owned(),
-        at: since(begun),
-        lasted: begun.elapsed(),
-        detail: format!(
-            "drained and exited ({status}) in {:.2}s; restarted and ready in {:.2}s",
-            drained.as_secs_f64(),
-            restart.as_secs_f64()
-        ),
-        happened: status.success(),
-    });
-    anyhow::ensure!(status.success(), "grpc-server did not exit cleanly on SIGTERM: {status}");
-
-    at(started, 53).await;
-    let begun = Instant::now();
-    let rss_before = (pipeline.producers.rest_server.rss_mib(), pipeline.producers.grpc_server.rss_mib());
-    let stopping = stack.run("down", "kafka").await?;
-    let first_broker = kafka_brokers.split(',').next().unwrap_or_default().to_owned();
-    let broker_gone = tokio::net::TcpStream::connect(first_broker).await.is_err();
-    let starting = stack.run("up", "kafka").await?;
-    let rss_after = (pipeline.producers.rest_server.rss_mib(), pipeline.producers.grpc_server.rss_mib());
-    faults.push(FaultReport {
-        name: "restart-kafka".to_owned(),
-        at: since(begun),
-        lasted: begun.elapsed(),
-        detail: format!(
-            "stop took {:.2}s, start took {:.2}s; RSS MiB rest-server {} -> {}, grpc-server {} -> {}",
-            stopping.as_secs_f64(),
-            starting.as_secs_f64(),
-            mib(rss_before.0),
-            mib(rss_after.0),
-            mib(rss_before.1),
-            mib(rss_after.1)
-        ),
-        happened: broker_gone,
-    });
     Ok(faults)
 }
 
