@@ -153,12 +153,20 @@ impl IsolatedConsumer {
     /// Starts a consumer of `topic` in consumer group `group`, writing to `database` and
     /// to the Redis keys under `prefix`: replicas share all three.
     pub async fn start_in(topic: &str, database: &str, group: &str, prefix: &str) -> Self {
-        Self::start_via(topic, database, group, prefix, &redis_url()).await
+        Self::start_via(topic, database, group, prefix, &redis_url(), &mongodb_uri()).await
     }
 
-    /// Like [`Self::start_in`], with the consumer reaching Redis at `consumer_redis_url`
-    /// (a proxy, say); the test's own reads still go to REDIS_URL.
-    pub async fn start_via(topic: &str, database: &str, group: &str, prefix: &str, consumer_redis_url: &str) -> Self {
+    /// Like [`Self::start_in`], with the consumer reaching Redis at `consumer_redis_url` and
+    /// MongoDB at `consumer_mongodb_uri` (a proxy, say); the test's own reads still go to
+    /// REDIS_URL and MONGODB_URI.
+    pub async fn start_via(
+        topic: &str,
+        database: &str,
+        group: &str,
+        prefix: &str,
+        consumer_redis_url: &str,
+        consumer_mongodb_uri: &str,
+    ) -> Self {
         let redis_url = redis_url();
         let mongodb_uri = mongodb_uri();
         let settings = ConsumerSettings::try_parse_from([
@@ -169,7 +177,7 @@ impl IsolatedConsumer {
             &format!("--dlq-topic={topic}.dlq"),
             &format!("--redis-url={consumer_redis_url}"),
             &format!("--redis-key-prefix={prefix}"),
-            &format!("--mongodb-uri={mongodb_uri}"),
+            &format!("--mongodb-uri={consumer_mongodb_uri}"),
             &format!("--mongodb-database={database}"),
             "--admin-listen=127.0.0.1:0",
         ])
@@ -268,12 +276,19 @@ impl IsolatedConsumer {
 
 /// The text of a service's `/metrics`, served at `addr`.
 pub async fn metrics_text(addr: std::net::SocketAddr) -> String {
+    get(addr, "/metrics").await.expect("the admin port").1
+}
+
+/// `GET path` from the HTTP server at `addr`: the status and the whole answer (head and
+/// body); `None` when nothing answers.
+pub async fn get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("the admin port");
-    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    Some((status, answer))
 }
 
 /// One sample of the service's metrics at `addr` (`name{labels}` exactly as exported),

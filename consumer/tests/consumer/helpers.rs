@@ -113,3 +113,46 @@ impl StallingProxy {
         self.released.send_replace(true);
     }
 }
+
+/// A TCP proxy in front of a real server that can be cut: while cut, it closes every
+/// connection it carries and every new one at once, as a server that went down does.
+pub(crate) struct CuttingProxy {
+    /// `host:port` of the proxy.
+    pub(crate) addr: std::net::SocketAddr,
+    up: Arc<watch::Sender<bool>>,
+}
+
+impl CuttingProxy {
+    /// Proxies to `target` (`host:port`).
+    pub(crate) async fn start(target: &str) -> Self {
+        let target = target.to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(watch::channel(true).0);
+        let gate = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut cut = gate.subscribe();
+                if !*cut.borrow() {
+                    continue;
+                }
+                let Ok(mut server) = TcpStream::connect(&target).await else { continue };
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    pub(crate) fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    pub(crate) fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}

@@ -4,6 +4,8 @@
 mod dead_letters;
 mod helpers;
 mod history;
+mod launch;
 mod mongo_wire;
 mod redelivery;
 mod secrets;
+mod sink_down;

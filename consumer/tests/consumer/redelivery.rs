@@ -293,7 +293,15 @@ impl Restored {
 
     /// A consumer of the group, reaching Redis at `redis_url`.
     async fn consumer(&self, redis_url: &str) -> IsolatedConsumer {
-        IsolatedConsumer::start_via(&self.topic.name, &self.database, &self.group, &self.prefix, redis_url).await
+        IsolatedConsumer::start_via(
+            &self.topic.name,
+            &self.database,
+            &self.group,
+            &self.prefix,
+            redis_url,
+            &mongodb_uri(),
+        )
+        .await
     }
 
     async fn assert_whole_again(consumer: &IsolatedConsumer) {
