@@ -135,7 +135,12 @@ async fn main() -> anyhow::Result<()> {
         _ = terminate.recv() => anyhow::bail!("terminated; the services it started are stopped"),
     };
     if !report.verification.passed {
-        eprintln!("[bench] FAILED: the accepted votes and what Redis and MongoDB hold differ");
+        let why = if report.verification.broken_scenarios.is_empty() {
+            "the accepted votes and what Redis and MongoDB hold differ".to_owned()
+        } else {
+            format!("scenarios with failed requests or no votes: {}", report.verification.broken_scenarios.join(", "))
+        };
+        eprintln!("[bench] FAILED: {why}");
         std::process::exit(1);
     }
     Ok(())
