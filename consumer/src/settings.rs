@@ -115,6 +115,21 @@ mod tests {
     }
 
     #[test]
+    fn durations_are_read_in_their_units_and_the_stop_leaves_room_to_leave_the_group() {
+        let settings = <ConsumerSettings as clap::Parser>::try_parse_from([
+            "consumer",
+            "--batch-max-wait-ms=40",
+            "--session-timeout-ms=9000",
+            "--shutdown-deadline-secs=7",
+        ])
+        .unwrap();
+        assert_eq!(settings.batch_max_wait(), Duration::from_millis(40));
+        assert_eq!(settings.session_timeout(), Duration::from_millis(9000));
+        assert_eq!(settings.shutdown_deadline(), Duration::from_secs(7));
+        assert_eq!(settings.stop_deadline(), Duration::from_secs(9), "the drain's deadline and 2 s to leave");
+    }
+
+    #[test]
     fn a_drain_longer_than_the_session_is_refused() {
         let settings = <ConsumerSettings as clap::Parser>::try_parse_from([
             "consumer",

@@ -185,6 +185,7 @@ mod tests {
         assert_eq!(parse_batch(b"[", 10).unwrap_err().code, ErrorCode::MalformedJson);
         assert_eq!(parse_batch(b"{}", 10).unwrap_err().code, ErrorCode::InvalidBody);
         let two = br#"[{"band": "A"}, {"band": "B"}]"#;
+        assert_eq!(parse_batch(two, 2).map(|votes| votes.len()), Ok(2), "a batch of exactly the limit is judged");
         let refused = parse_batch(two, 1).unwrap_err();
         assert_eq!(
             (refused.code, refused.message.as_str()),

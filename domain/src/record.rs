@@ -93,6 +93,16 @@ mod tests {
     use super::*;
     use crate::vote::VoteJson;
 
+    /// The names are the `path` header's value and the Redis and dashboard labels.
+    #[test]
+    fn a_path_is_named_as_the_header_and_the_tallies_carry_it() {
+        assert_eq!((VotePath::Grpc.as_str(), VotePath::Rest.as_str()), ("grpc", "rest"));
+        for path in [VotePath::Grpc, VotePath::Rest] {
+            assert_eq!(VotePath::parse(path.as_str().as_bytes()), Some(path));
+        }
+        assert_eq!(VotePath::parse(b"REST"), None);
+    }
+
     fn sample() -> AcceptedRecord {
         let json: VoteJson =
             serde_json::from_value(serde_json::json!({"band": "Air", "album": "Moon Safari", "year": 1998, "rank": 9}))

@@ -37,17 +37,6 @@ pub enum Problem {
     Invalid,
 }
 
-impl Problem {
-    /// Stable machine-readable code used in JSON errors.
-    pub fn code(self) -> &'static str {
-        match self {
-            Problem::Missing => "missing_field",
-            Problem::WrongType => "wrong_type",
-            Problem::Invalid => "invalid_field",
-        }
-    }
-}
-
 impl VoteError {
     fn missing(field: &'static str) -> Self {
         Self { field, problem: Problem::Missing, message: "is required".into() }

@@ -149,4 +149,24 @@ mod tests {
         assert_eq!(odd.status(), 431, "a catcher keeps its status");
         assert!(odd.body().contains(r#""error":"bad_request""#), "{}", odd.body());
     }
+
+    /// Rocket's catchers answer in the one error shape, each status with its own code.
+    #[test]
+    fn a_status_without_a_route_is_answered_as_itself_with_its_code() {
+        let cases = [
+            (400, "bad_request"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (408, "request_timeout"),
+            (413, "body_too_large"),
+            (431, "bad_request"),
+            (500, "internal"),
+            (503, "internal"),
+        ];
+        for (status, code) in cases {
+            let error = ApiError::of_status(status, "reason");
+            let body: serde_json::Value = serde_json::from_str(&error.body()).unwrap();
+            assert_eq!((error.status(), body["error"].as_str()), (status, Some(code)), "{status}");
+        }
+    }
 }

@@ -75,8 +75,8 @@ impl FrontArgs {
 /// Parses one path prefix a front answers as its own (`/rest`): a `/` and at least one
 /// more character, no trailing `/`.
 pub fn parse_route_prefix(text: &str) -> Result<String, String> {
-    let valid = text.len() > 1
-        && text.starts_with('/')
+    // Starting with `/` and not ending with one, it has a name after the `/`.
+    let valid = text.starts_with('/')
         && !text.ends_with('/')
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
     if valid {
@@ -89,6 +89,22 @@ pub fn parse_route_prefix(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Front {
+        #[command(flatten)]
+        front: FrontArgs,
+    }
+
+    #[test]
+    fn durations_are_read_in_their_units_and_a_stop_outlasts_rockets_grace_and_mercy() {
+        let args = ["front", "--listen=127.0.0.1:1", "--server-url=http://127.0.0.1:2", "--upstream-timeout-ms=1500"];
+        let parsed = <Front as clap::Parser>::try_parse_from(args.into_iter().chain(["--shutdown-grace-secs=4"]));
+        let front = parsed.unwrap().front;
+        assert_eq!(front.upstream_timeout(), Duration::from_millis(1500));
+        // The grace, Rocket's mercy, and 6 s for the producer's flush.
+        assert_eq!(front.http.stop_deadline(), Duration::from_secs(4 + MERCY_SECS + 6));
+    }
 
     #[test]
     fn route_prefixes_are_a_slash_and_a_name() {

@@ -108,6 +108,8 @@ mod tests {
         assert_eq!((front.front.listen.port(), server.listen.port()), (3000, 3001));
         assert_eq!(front.front.route_prefixes, ["/grpc"]);
         assert!(front.front.upstream_timeout() > server.publisher.delivery_timeout());
+        assert_eq!(front.stop_deadline(), front.front.http.stop_deadline(), "grpc-client stops as an HTTP front");
+        assert_eq!(server.stop_deadline(), Duration::from_secs(5 + 6), "the grace and 6 s for the producer's flush");
     }
 
     /// A zero limit would refuse every vote, stream or call: refused at launch, naming the flag.

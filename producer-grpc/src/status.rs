@@ -141,5 +141,20 @@ mod tests {
         assert_eq!(undecodable.code(), Code::InvalidArgument);
         assert_eq!(metadata(&undecodable, GRPC_CODE_KEY), Some("malformed_json"));
         assert_eq!(normalize(Status::internal("boom")).code(), Code::Internal);
+        let other_range = Status::out_of_range("index 9 is past the end");
+        assert_eq!(normalize(other_range).code(), Code::OutOfRange, "only the size limit is RESOURCE_EXHAUSTED");
+    }
+
+    /// A status tonic writes into the headers (a trailers-only answer) is normalized there.
+    #[test]
+    fn a_trailers_only_answer_is_normalized_in_its_headers() {
+        let response = http::Response::builder()
+            .header("grpc-status", "11")
+            .header("grpc-message", "Error, decoded message length too large: found 20000 bytes")
+            .body(tonic::body::Body::empty())
+            .unwrap();
+        let headers = normalize_response(response).into_parts().0.headers;
+        assert_eq!(headers.get("grpc-status").and_then(|value| value.to_str().ok()), Some("8"));
+        assert_eq!(headers.get(GRPC_CODE_KEY).and_then(|value| value.to_str().ok()), Some("body_too_large"));
     }
 }

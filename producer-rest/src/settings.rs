@@ -96,5 +96,11 @@ mod tests {
         let server = <ServerSettings as clap::Parser>::try_parse_from(["rest-server"]).unwrap();
         assert_eq!(server.publisher.delivery_timeout_ms, 2000);
         assert!(front.front.upstream_timeout() > server.publisher.delivery_timeout());
+        let http_stop = server.http.stop_deadline();
+        assert_eq!(
+            (front.stop_deadline(), server.stop_deadline()),
+            (http_stop, http_stop),
+            "both stop as HTTP services"
+        );
     }
 }
