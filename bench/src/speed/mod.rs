@@ -303,10 +303,10 @@ impl Run {
         let size = self.config.batch_size;
         Ok(match target {
             Target::GrpcServer => {
+                let (url, vote) = (target.url(""), grpc_vote());
                 let mut requesters = Vec::with_capacity(connections);
                 for _ in 0..connections {
-                    let batch = batch.then_some(size);
-                    requesters.push(Grpc::connect(&target.url(""), grpc_vote(), batch).await?);
+                    requesters.push(Grpc::connect(&url, vote.clone(), batch.then_some(size)).await?);
                 }
                 generator::run(plan, requesters, next_index, ledger).await
             }
@@ -502,6 +502,7 @@ impl Run {
     async fn verify(mut self) -> anyhow::Result<Report> {
         let accepted = self.accepted();
         let unanswered = self.ledger.unanswered_votes.load(Ordering::Relaxed);
+        let ceiling_database = self.ceiling_database();
         let sinks = self.sinks.take().context("the consumer ran")?;
         let (counted, logged) = sinks.wait_caught_up(accepted, Scope::Own, patience(), "bench").await?;
         self.report.verify(accepted, unanswered, counted, logged);
@@ -512,7 +513,6 @@ impl Run {
         let (topic, names, endpoints) = (&self.kafka.topic, &self.names, &self.config.endpoints);
         if report.verification.passed {
             sinks.remove_all().await?;
-            let ceiling_database = format!("{}_ceiling", names.database);
             let ceiling = crate::tally::Sinks::connect(
                 &endpoints.redis_url,
                 &names.prefix,

@@ -140,7 +140,7 @@ async fn health_follows_kafka_and_turns_not_serving_first_on_shutdown() {
     // Assert: SERVING with Kafka (readiness is computed), and /readyz agrees.
     let seen = health_becomes(&mut up, ServingStatus::Serving).await;
     assert_eq!(seen.last(), Some(&ServingStatus::Serving), "never SERVING with Kafka: {seen:?}");
-    let readyz = |addr| async move { reqwest::get(format!("http://{addr}/readyz")).await.unwrap().status().as_u16() };
+    let readyz = |addr| async move { voteflow_testkit::get(addr, "/readyz").await.expect("the admin port").0 };
     assert_eq!(readyz(with_kafka.admin_addr).await, 200);
     // NOT_SERVING without it, after as long as the first took to be ready and a check more.
     tokio::time::sleep(Duration::from_secs(2)).await;
