@@ -137,6 +137,18 @@ class Checker:
                 self.check(all(" — " in name for name, _ in shown), f"{where}: album bars without their band")
 
 
+def range_seconds(dashboard):
+    """Seconds of the dashboard's time range (`now-3h`, `now-30m`), which its panels draw."""
+    amount, unit = re.fullmatch(r"now-(\d+)([smhd])", dashboard["time"]["from"]).groups()
+    return int(amount) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def newest_minute_ms(client):
+    """The newest minute in the band history stream, in ms (0 when there is none)."""
+    newest = client.xrevrange(PREFIX + "history:band", count=1)
+    return int(newest[0][0].split(b"-")[0]) if newest else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prometheus", required=True)
@@ -153,9 +165,17 @@ def main():
     raw.response_callbacks.clear()
     checker = Checker(client, args.prometheus, args.services_down)
     checker.raw = raw
+    # The history panels draw the dashboard's time range: wait for a closed minute inside it
+    # (a minute closes at most a minute after its votes; a stack kept from days before has
+    # older minutes only, which the panels do not show).
+    ranges = []
+    for path in args.dashboards:
+        with open(path, encoding="utf-8") as file:
+            ranges.append(range_seconds(json.load(file)))
+    shown_since_ms = (time.time() - min(ranges)) * 1000
     deadline = time.time() + args.wait_history
-    while not args.services_down and client.xlen(PREFIX + "history:band") == 0 and time.time() < deadline:
-        time.sleep(1)  # the first minute of a fresh stack closes at most a minute after its votes
+    while not args.services_down and newest_minute_ms(client) < shown_since_ms and time.time() < deadline:
+        time.sleep(1)
     shown = {}
     for path in args.dashboards:
         with open(path, encoding="utf-8") as file:
