@@ -44,6 +44,15 @@ ALLOWED_CLIENTS = {
     "redis": {"consumer", "grafana"},
     "mongodb": {"consumer", "mongodb-users"},
 }
+# Who may open connections to the services' serving ports: the fronts only from their way in
+# (checked below) and Prometheus, which scrapes that port; each server only from its front.
+# So no client reaches a service directly (README, the refusals reached directly).
+SERVING_CLIENTS = {
+    "rest-client": {"prometheus"},
+    "grpc-client": {"prometheus"},
+    "rest-server": {"rest-client", "prometheus"},
+    "grpc-server": {"grpc-client"},
+}
 # Clients from outside the namespace: (namespace, pod labels) or an address.
 INGRESS_NGINX = {"namespace": "ingress-nginx", "labels": {"app.kubernetes.io/name": "ingress-nginx"}}
 KEDA_OPERATOR = {"namespace": "keda", "labels": {"app": "keda-operator"}}
@@ -349,6 +358,18 @@ def main():
                     if admits(policies, pods[target], {"namespace": NAMESPACE, "labels": labels}, ports[target])}
         check(admitted == allowed, f"NetworkPolicy {target}: admits {sorted(admitted)}, want {sorted(allowed)}")
         check(not admits(policies, pods[target], OUTSIDER, ports[target]), f"NetworkPolicy {target}: admits other namespaces")
+
+    for target, allowed in SERVING_CLIENTS.items():
+        if target not in pods:
+            continue
+        roles = listening.get(target, {})
+        port = roles.get("http admin", roles.get("grpc"))
+        admitted = {name for name, labels in pods.items()
+                    if admits(policies, pods[target], {"namespace": NAMESPACE, "labels": labels}, port)}
+        check(admitted == allowed, f"NetworkPolicy {target}: admits {sorted(admitted)} on {port}, want {sorted(allowed)}")
+        check(not admits(policies, pods[target], OUTSIDER, port), f"NetworkPolicy {target}: admits other namespaces on {port}")
+        if target not in FRONTS:
+            check(not admits(policies, pods[target], INGRESS_NGINX, port), f"{target}: ingress-nginx reaches it on {port}")
 
     # The way in: ingress-nginx's pods or the Gateway's load balancer reach the fronts.
     gateway = bool(by_kind.get("Gateway"))

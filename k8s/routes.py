@@ -34,15 +34,19 @@ INGRESS_PATH = ROOT / "k8s/components/ingress-nginx/ingress.yaml"
 HTTPROUTE_PATH = ROOT / "k8s/components/gateway/httproute.yaml"
 NGINX_PATH = ROOT / "scripts/ingress/nginx.conf.in"
 PROBES_PATH = ROOT / "scripts/ingress/routes.json"
+CONTROLLER_CONFIG_PATH = ROOT / "k8s/ingress-nginx-controller.yaml"
+# The ConfigMap ingress-nginx's manifests install, which its controller reads.
+CONTROLLER_CONFIGMAP = "ingress-nginx-controller"
+CONTROLLER_NAMESPACE = "ingress-nginx"
 GATEWAY_NAME = "voteflow"
 # What the ingress accepts as a body at most: the fronts' batch limit (MAX_BATCH_BODY_BYTES,
 # checked by `fresh`), so a body the fronts could never take is refused (413) before it is
 # sent on, and every smaller one the fronts read whole before they answer.
 BODY_LIMIT = "1m"
 HTTP_SETTINGS_PATH = ROOT / "http/src/settings.rs"
-# How long the local ingress waits for a client's headers, and between two reads of its
-# body; the fronts' own BODY_READ_TIMEOUT_MS bounds a whole body.
-CLIENT_TIMEOUT = "10s"
+# How long the ingress waits for a client's headers, and between two reads of its body, in
+# seconds; the fronts' own BODY_READ_TIMEOUT_MS bounds a whole body.
+CLIENT_TIMEOUT_SECS = 10
 # Refusals nginx makes itself (malformed HTTP, too large), in the fronts' JSON shape: nginx
 # status, the status answered, the vocabulary's code (domain/src/refusal.rs), the message.
 # 494 is nginx's own "request header too large", answered 431 as the fronts do.
@@ -60,6 +64,14 @@ class _Dumper(yaml.SafeDumper):
 
     def increase_indent(self, flow=False, indentless=False):
         return super().increase_indent(flow, False)
+
+
+def _text(dumper, value):
+    """Lines of nginx configuration as YAML block text, readable in the file as in nginx."""
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _text)
 
 
 def dump(doc):
@@ -343,6 +355,54 @@ def placeholder(front):
     return "@" + front.split("-")[0].upper() + "_FRONT@"
 
 
+def http_behaviour():
+    """http-level lines the local nginx and ingress-nginx's ConfigMap (http-snippet) share."""
+    return [
+        "# A client that half-closes after sending its request still gets its answer: the",
+        "# request to the front is not abandoned when the client stops sending.",
+        "proxy_ignore_client_abort on;",
+    ]
+
+
+def server_behaviour():
+    """server-level lines the local nginx and ingress-nginx's ConfigMap (server-snippet)
+    share: an unreachable front and nginx's own refusals, answered in the fronts' JSON shape.
+    No `location /`: ingress-nginx renders its own, and a second one would not load."""
+    lines = [
+        '# A front that cannot be reached is "not accepted, retry", in the fronts\' JSON shape.',
+        "error_page 502 503 504 = @front_unreachable;",
+        "location @front_unreachable {", "    default_type application/json;",
+        "    add_header Retry-After 1 always;",
+        "    return 503 '{\"error\":\"upstream_unavailable\",\"message\":\"the HTTP front is unreachable\"}';",
+        "}",
+        "# nginx's own refusals, as JSON (named locations cannot serve them: nginx answers",
+        "# 500 when a malformed request is redirected to one).",
+    ]
+    for status, answered, code, message in INGRESS_REFUSALS:
+        lines.append(f"error_page {status} ={answered} /voteflow-ingress-refusal/{status};")
+    for status, answered, code, message in INGRESS_REFUSALS:
+        body = json.dumps({"error": code, "message": message}, separators=(",", ":"))
+        lines += [f"location = /voteflow-ingress-refusal/{status} {{", "    internal;",
+                  "    default_type application/json;", f"    return {answered} '{body}';", "}"]
+    return lines
+
+
+def render_controller_config():
+    """ingress-nginx's ConfigMap, as a merge patch scripts/gke applies to the controller's:
+    the local nginx's client timeouts, half-close answer and JSON refusals, on every server
+    the controller renders (its template puts http-snippet in `http`, server-snippet in
+    every `server`)."""
+    doc = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": CONTROLLER_CONFIGMAP, "namespace": CONTROLLER_NAMESPACE},
+           "data": {"client-header-timeout": str(CLIENT_TIMEOUT_SECS),
+                    "client-body-timeout": str(CLIENT_TIMEOUT_SECS),
+                    "http-snippet": "\n".join(http_behaviour()) + "\n",
+                    "server-snippet": "\n".join(server_behaviour()) + "\n"}}
+    header = (f"{GENERATED}\n# ingress-nginx's own settings, merged into its ConfigMap by scripts/gke: the lines of the\n"
+              "# local nginx (scripts/ingress/nginx.conf.in), so the corpus test checks what they do.\n")
+    return header + dump(doc)
+
+
 def render_nginx(table):
     lines = [
         GENERATED,
@@ -357,11 +417,9 @@ def render_nginx(table):
         "    # The fronts' batch limit: larger bodies get 413 here, smaller ones are read whole",
         "    # by the fronts before they answer (a refusal never looks like an outage).",
         f"    client_max_body_size {BODY_LIMIT};",
-        f"    client_header_timeout {CLIENT_TIMEOUT};", f"    client_body_timeout {CLIENT_TIMEOUT};",
-        "    # A client that half-closes after sending its request still gets its answer: the",
-        "    # request to the front is not abandoned when the client stops sending.",
-        "    proxy_ignore_client_abort on;", "",
+        f"    client_header_timeout {CLIENT_TIMEOUT_SECS}s;", f"    client_body_timeout {CLIENT_TIMEOUT_SECS}s;",
     ]
+    lines += ["    " + line for line in http_behaviour()] + [""]
     for front in table["fronts"]:
         lines += [f"    upstream {upstream_name(front)} {{", f"        server {placeholder(front)} max_fails=0;",
                   "        keepalive 64;", "    }"]
@@ -381,21 +439,8 @@ def render_nginx(table):
     lines += [
         "", "    server {", "        listen 127.0.0.1:@PORT@;", "        proxy_http_version 1.1;",
         '        proxy_set_header Connection "";', "        proxy_set_header X-Request-Id $request_id;",
-        '        # A front that cannot be reached is "not accepted, retry", in the fronts\' JSON shape.',
-        "        error_page 502 504 = @front_unreachable;", "",
-        "        location @front_unreachable {", "            default_type application/json;",
-        "            add_header Retry-After 1 always;",
-        "            return 503 '{\"error\":\"upstream_unavailable\",\"message\":\"the HTTP front is unreachable\"}';",
-        "        }",
-        "        # nginx's own refusals, as JSON (named locations cannot serve them: nginx answers",
-        "        # 500 when a malformed request is redirected to one).",
     ]
-    for status, answered, code, message in INGRESS_REFUSALS:
-        lines.append(f"        error_page {status} ={answered} /voteflow-ingress-refusal/{status};")
-    for status, answered, code, message in INGRESS_REFUSALS:
-        body = json.dumps({"error": code, "message": message}, separators=(",", ":"))
-        lines += [f"        location = /voteflow-ingress-refusal/{status} {{", "            internal;",
-                  "            default_type application/json;", f"            return {answered} '{body}';", "        }"]
+    lines += ["        " + line for line in server_behaviour()]
     lines += [
         "        # What no route matches (ingress-nginx's default backend answers 404 too).",
         "        location / {", "            default_type application/json;",
@@ -427,7 +472,8 @@ def render_probes(table):
 
 def renderings(table):
     return {INGRESS_PATH: render_ingress(table), HTTPROUTE_PATH: render_httproute(table),
-            NGINX_PATH: render_nginx(table), PROBES_PATH: render_probes(table)}
+            NGINX_PATH: render_nginx(table), PROBES_PATH: render_probes(table),
+            CONTROLLER_CONFIG_PATH: render_controller_config()}
 
 
 # --- checks --------------------------------------------------------------------------
