@@ -123,17 +123,32 @@ pub async fn create_topic(partitions: i32) -> String {
     topic
 }
 
-/// A running consumer of one test topic, stopped when dropped.
-pub struct IsolatedConsumer {
+/// What a consumer group of one test topic wrote and committed, read as a test checks it:
+/// its Redis counts under its key prefix, its vote log and its committed offsets.
+pub struct GroupView {
     pub topic: String,
     pub group: String,
     pub keys: TallyKeys,
+    pub votes: mongodb::Collection<Document>,
+    redis: redis::aio::MultiplexedConnection,
+}
+
+/// A running consumer of one test topic, stopped when dropped; its group's sinks are read
+/// through [`GroupView`] (`consumer.total()`).
+pub struct IsolatedConsumer {
+    view: GroupView,
     /// Where its /metrics is served.
     pub admin: std::net::SocketAddr,
     stopped: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    pub votes: mongodb::Collection<Document>,
-    redis: redis::aio::MultiplexedConnection,
     shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for IsolatedConsumer {
+    type Target = GroupView;
+
+    fn deref(&self) -> &GroupView {
+        &self.view
+    }
 }
 
 impl Drop for IsolatedConsumer {
@@ -167,8 +182,6 @@ impl IsolatedConsumer {
         consumer_redis_url: &str,
         consumer_mongodb_uri: &str,
     ) -> Self {
-        let redis_url = redis_url();
-        let mongodb_uri = mongodb_uri();
         let settings = ConsumerSettings::try_parse_from([
             "consumer",
             &format!("--kafka-brokers={}", kafka_brokers()),
@@ -186,18 +199,8 @@ impl IsolatedConsumer {
         let running = voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())
             .await
             .expect("start the consumer");
-        let redis = checking_redis(&redis_url).await.unwrap();
-        let mongo = mongodb::Client::with_uri_str(&mongodb_uri).await.unwrap();
-        Self {
-            topic: topic.to_owned(),
-            group: group.to_owned(),
-            keys: TallyKeys::new(prefix),
-            admin: running.admin_addr,
-            stopped: Some(running.stopped),
-            votes: mongo.database(database).collection(COLLECTION),
-            redis,
-            shutdown,
-        }
+        let view = GroupView::new(topic, group, prefix, database).await;
+        Self { view, admin: running.admin_addr, stopped: Some(running.stopped), shutdown }
     }
 
     /// Shuts it down as SIGTERM would, and waits until it has committed and left its group.
@@ -205,6 +208,28 @@ impl IsolatedConsumer {
         self.shutdown.cancel();
         if let Some(stopped) = self.stopped.take() {
             stopped.await.expect("the consumer task").expect("a clean stop");
+        }
+    }
+
+    /// One sample of its Prometheus metrics, e.g. `voteflow_consumer_duplicates_total{kind="retry"}`;
+    /// a series it does not export fails the test.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric(self.admin, series).await.unwrap_or_else(|| panic!("{series} is not in the consumer's /metrics"))
+    }
+}
+
+impl GroupView {
+    /// The view of `group`'s work on `topic`: Redis keys under `prefix`, the vote log in
+    /// `database` (read at REDIS_URL and MONGODB_URI).
+    pub async fn new(topic: &str, group: &str, prefix: &str, database: &str) -> Self {
+        let redis = checking_redis(&redis_url()).await.unwrap();
+        let mongo = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
+        Self {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            keys: TallyKeys::new(prefix),
+            votes: mongo.database(database).collection(COLLECTION),
+            redis,
         }
     }
 
@@ -234,12 +259,6 @@ impl IsolatedConsumer {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    /// One sample of its Prometheus metrics, e.g. `voteflow_consumer_duplicates_total{kind="retry"}`;
-    /// a series it does not export fails the test.
-    pub async fn metric(&self, series: &str) -> f64 {
-        metric(self.admin, series).await.unwrap_or_else(|| panic!("{series} is not in the consumer's /metrics"))
     }
 
     /// Votes counted in Redis.

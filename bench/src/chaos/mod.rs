@@ -53,7 +53,7 @@ pub struct FaultReport {
 }
 
 /// Names of this run's topic, group, key prefix and database.
-pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
+pub async fn run(config: &ChaosConfig) -> anyhow::Result<Vec<String>> {
     anyhow::ensure!(config.load_secs >= MIN_LOAD_SECS, "--load-secs must be at least {MIN_LOAD_SECS}");
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let config = &ChaosConfig { run_dir: config.run_dir.join(&id), ..config.clone() };
@@ -142,7 +142,11 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
         faults.len(),
         if missed.is_empty() { String::new() } else { format!(" (not shown to happen: {})", missed.join(", ")) }
     );
-    let passed = verdict.passed() && missed.is_empty();
+    let mut failures = verdict.failures();
+    if !missed.is_empty() {
+        failures.push(format!("faults not shown to happen: {}", missed.join(", ")));
+    }
+    let passed = failures.is_empty();
     drop(pipeline);
     if passed {
         // What passed is not worth keeping; a failed run's data stays for inspection.
@@ -154,7 +158,7 @@ pub async fn run(config: &ChaosConfig) -> anyhow::Result<bool> {
             names.topic, names.prefix, names.database
         );
     }
-    Ok(passed)
+    Ok(failures)
 }
 
 async fn print_progress(load: Load) {

@@ -30,18 +30,32 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Every vote answered for what it is, none given up, each path accepting, and the
-    /// sinks holding exactly the accepted votes.
-    pub fn passed(&self) -> bool {
-        self.accepted > 0
-            && self.gave_up == 0
-            && !self.paths.is_empty()
-            && self.paths.values().all(|accepted| *accepted > 0)
-            && self.lost == 0
-            && self.duplicated == 0
-            && self.wrong_answers == 0
-            && self.accepted == self.counted
-            && self.counted == self.logged
+    /// What is wrong, if anything: every vote answered for what it is, none given up, each
+    /// path accepting, and the sinks holding exactly the accepted votes.
+    pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if self.accepted == 0 {
+            failures.push("no vote accepted".to_owned());
+        }
+        if self.gave_up > 0 {
+            failures.push(format!("votes given up: {}", self.gave_up));
+        }
+        if self.paths.is_empty() {
+            failures.push("no path sent votes".to_owned());
+        }
+        for (path, _) in self.paths.iter().filter(|(_, accepted)| **accepted == 0) {
+            failures.push(format!("the {path} path accepted nothing"));
+        }
+        if self.lost > 0 || self.duplicated > 0 || self.accepted != self.counted || self.counted != self.logged {
+            failures.push(format!(
+                "accepted={} counted={} logged={} lost={} duplicated={}",
+                self.accepted, self.counted, self.logged, self.lost, self.duplicated
+            ));
+        }
+        if self.wrong_answers > 0 {
+            failures.push(format!("{} wrong answers", self.wrong_answers));
+        }
+        failures
     }
 
     pub fn print(&self) {
@@ -130,13 +144,13 @@ mod tests {
 
     #[test]
     fn a_verdict_fails_on_votes_given_up_a_silent_path_or_no_paths() {
-        assert!(clean().passed());
-        assert!(!Verdict { gave_up: 1, ..clean() }.passed(), "a vote given up");
+        assert_eq!(clean().failures(), Vec::<String>::new());
+        assert_eq!(Verdict { gave_up: 1, ..clean() }.failures(), ["votes given up: 1"]);
         let silent = Verdict { paths: BTreeMap::from([("rest", 10), ("grpc", 0)]), ..clean() };
-        assert!(!silent.passed(), "a path that accepted nothing");
-        assert!(!Verdict { paths: BTreeMap::new(), ..clean() }.passed(), "no path at all");
-        assert!(!Verdict { lost: 1, ..clean() }.passed());
-        assert!(!Verdict { counted: 9, ..clean() }.passed());
-        assert!(!Verdict { wrong_answers: 1, ..clean() }.passed());
+        assert_eq!(silent.failures(), ["the grpc path accepted nothing"]);
+        assert!(!Verdict { paths: BTreeMap::new(), ..clean() }.failures().is_empty(), "no path at all");
+        assert!(!Verdict { lost: 1, ..clean() }.failures().is_empty());
+        assert!(!Verdict { counted: 9, ..clean() }.failures().is_empty());
+        assert!(!Verdict { wrong_answers: 1, ..clean() }.failures().is_empty());
     }
 }

@@ -9,3 +9,4 @@ mod mongo_wire;
 mod redelivery;
 mod secrets;
 mod sink_down;
+mod stop;
