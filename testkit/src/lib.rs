@@ -182,19 +182,33 @@ impl IsolatedConsumer {
         consumer_redis_url: &str,
         consumer_mongodb_uri: &str,
     ) -> Self {
-        let settings = ConsumerSettings::try_parse_from([
-            "consumer",
-            &format!("--kafka-brokers={}", kafka_brokers()),
-            &format!("--kafka-topic={topic}"),
-            &format!("--group-id={group}"),
-            &format!("--dlq-topic={topic}.dlq"),
-            &format!("--redis-url={consumer_redis_url}"),
-            &format!("--redis-key-prefix={prefix}"),
-            &format!("--mongodb-uri={consumer_mongodb_uri}"),
-            &format!("--mongodb-database={database}"),
-            "--admin-listen=127.0.0.1:0",
-        ])
-        .expect("consumer settings");
+        Self::start_with(topic, database, group, prefix, consumer_redis_url, consumer_mongodb_uri, &[]).await
+    }
+
+    /// Like [`Self::start_via`], with more of the consumer's flags (`--batch-max-wait-ms=..`).
+    pub async fn start_with(
+        topic: &str,
+        database: &str,
+        group: &str,
+        prefix: &str,
+        consumer_redis_url: &str,
+        consumer_mongodb_uri: &str,
+        flags: &[&str],
+    ) -> Self {
+        let mut args = vec![
+            "consumer".to_owned(),
+            format!("--kafka-brokers={}", kafka_brokers()),
+            format!("--kafka-topic={topic}"),
+            format!("--group-id={group}"),
+            format!("--dlq-topic={topic}.dlq"),
+            format!("--redis-url={consumer_redis_url}"),
+            format!("--redis-key-prefix={prefix}"),
+            format!("--mongodb-uri={consumer_mongodb_uri}"),
+            format!("--mongodb-database={database}"),
+            "--admin-listen=127.0.0.1:0".to_owned(),
+        ];
+        args.extend(flags.iter().map(|flag| (*flag).to_owned()));
+        let settings = ConsumerSettings::try_parse_from(args).expect("consumer settings");
         let shutdown = CancellationToken::new();
         let running = voteflow_consumer::launch(settings, prometheus::Registry::new(), shutdown.clone())
             .await

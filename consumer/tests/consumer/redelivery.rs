@@ -365,3 +365,52 @@ impl Restored {
         assert_eq!(restored, 10, "the restore took the tallies back");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_in_hand_of_a_partition_revoked_are_dropped_before_any_write() {
+    // Arrange: consumer A alone in its group, holding one vote of each partition in a batch
+    // that keeps filling for 10 s.
+    let topic = TestTopic::create().await;
+    let id = unique_id();
+    let (database, group, prefix) = (format!("test_{id}"), format!("test-{id}"), format!("test:{id}:"));
+    let slow_batches = ["--batch-max-wait-ms=10000"];
+    let a = IsolatedConsumer::start_with(
+        &topic.name,
+        &database,
+        &group,
+        &prefix,
+        &redis_url(),
+        &mongodb_uri(),
+        &slow_batches,
+    )
+    .await;
+    for partition in 0..3 {
+        topic.send_vote_to(partition, &format!("Band {partition}")).await;
+    }
+    let in_hand = "voteflow_consumer_records_in_hand";
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while a.metric(in_hand).await < 3.0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.metric(in_hand).await, 3.0, "A holds one vote of each partition");
+
+    // Act: B joins the group; the rebalance takes at least one partition from A while A's
+    // batch is still filling.
+    let b = IsolatedConsumer::start_in(&topic.name, &database, &group, &prefix).await;
+
+    // Assert: each vote counted and logged once; B counted what it took over (so the
+    // rebalance came while A held it), and no record was written twice: had A written the
+    // vote of a partition it lost, its new owner's write would have been a redelivery.
+    assert_eq!(b.wait_for_counted(3, WITHIN).await, (3, 3));
+    assert_eq!(b.wait_for_committed(3, WITHIN).await, 3);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!((b.total().await, b.logged().await), (3, 3), "nothing twice");
+    let taken_over = b.metric(r#"voteflow_consumer_votes_total{path="rest"}"#).await;
+    assert!(taken_over >= 1.0, "B counted {taken_over}: the rebalance came after A's batch was written");
+    let redelivered = r#"voteflow_consumer_duplicates_total{kind="redelivered"}"#;
+    assert_eq!(
+        (a.metric(redelivered).await, b.metric(redelivered).await),
+        (0.0, 0.0),
+        "a record written by A after it lost the partition, and again by its new owner"
+    );
+}
