@@ -168,24 +168,12 @@ impl IsolatedConsumer {
     /// Starts a consumer of `topic` in consumer group `group`, writing to `database` and
     /// to the Redis keys under `prefix`: replicas share all three.
     pub async fn start_in(topic: &str, database: &str, group: &str, prefix: &str) -> Self {
-        Self::start_via(topic, database, group, prefix, &redis_url(), &mongodb_uri()).await
+        Self::start_with(topic, database, group, prefix, &redis_url(), &mongodb_uri(), &[]).await
     }
 
     /// Like [`Self::start_in`], with the consumer reaching Redis at `consumer_redis_url` and
-    /// MongoDB at `consumer_mongodb_uri` (a proxy, say); the test's own reads still go to
-    /// REDIS_URL and MONGODB_URI.
-    pub async fn start_via(
-        topic: &str,
-        database: &str,
-        group: &str,
-        prefix: &str,
-        consumer_redis_url: &str,
-        consumer_mongodb_uri: &str,
-    ) -> Self {
-        Self::start_with(topic, database, group, prefix, consumer_redis_url, consumer_mongodb_uri, &[]).await
-    }
-
-    /// Like [`Self::start_via`], with more of the consumer's flags (`--batch-max-wait-ms=..`).
+    /// MongoDB at `consumer_mongodb_uri` (a proxy, say), and given more of its `flags`
+    /// (`--batch-max-wait-ms=..`); the test's own reads still go to REDIS_URL and MONGODB_URI.
     pub async fn start_with(
         topic: &str,
         database: &str,

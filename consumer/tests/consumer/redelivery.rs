@@ -293,13 +293,14 @@ impl Restored {
 
     /// A consumer of the group, reaching Redis at `redis_url`.
     async fn consumer(&self, redis_url: &str) -> IsolatedConsumer {
-        IsolatedConsumer::start_via(
+        IsolatedConsumer::start_with(
             &self.topic.name,
             &self.database,
             &self.group,
             &self.prefix,
             redis_url,
             &mongodb_uri(),
+            &[],
         )
         .await
     }

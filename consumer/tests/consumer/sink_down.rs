@@ -21,7 +21,7 @@ async fn with_mongodb_down_nothing_is_counted_or_committed_until_it_is_back() {
     // A short server selection, so a try fails fast and the backoff alone paces the tries.
     let (id, via) = (unique_id(), format!("mongodb://{}/?serverSelectionTimeoutMS=200", mongo.addr));
     let (database, group, prefix) = (format!("test_{id}"), format!("test-{id}"), format!("test:{id}:"));
-    let consumer = IsolatedConsumer::start_via(&topic.name, &database, &group, &prefix, &redis_url(), &via).await;
+    let consumer = IsolatedConsumer::start_with(&topic.name, &database, &group, &prefix, &redis_url(), &via, &[]).await;
     for i in 0..5 {
         topic.send_vote(&format!("Band {i}")).await;
     }
