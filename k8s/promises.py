@@ -344,31 +344,26 @@ def main():
               and service.get("selector", {}).get("app.kubernetes.io/name") == "grpc-server",
               f"grpc-client: {url} is not a headless Service of the ready grpc-server pods (one connection, one pod)")
 
-    # NetworkPolicies: default deny; the datastores admit exactly their clients.
+    # NetworkPolicies: default deny; the datastores and the services admit exactly their clients.
     check(any(p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") for p in policies),
           "NetworkPolicy: no default deny of ingress")
     pods = {}
     for workload in list(deployments.values()) + list(statefulsets.values()) + by_kind.get("Job", []):
         pods[workload["metadata"]["name"]] = workload["spec"]["template"]["metadata"]["labels"]
+    # The datastores' ports, and each service's serving port (HTTP, or gRPC for grpc-server).
     ports = {"kafka": 9092, "redis": 6379, "mongodb": 27017}
-    for target, allowed in ALLOWED_CLIENTS.items():
+    for service in SERVING_CLIENTS:
+        roles = listening.get(service, {})
+        ports[service] = roles.get("http admin", roles.get("grpc"))
+    for target, allowed in {**ALLOWED_CLIENTS, **SERVING_CLIENTS}.items():
         if target not in pods:
             continue
-        admitted = {name for name, labels in pods.items()
-                    if admits(policies, pods[target], {"namespace": NAMESPACE, "labels": labels}, ports[target])}
-        check(admitted == allowed, f"NetworkPolicy {target}: admits {sorted(admitted)}, want {sorted(allowed)}")
-        check(not admits(policies, pods[target], OUTSIDER, ports[target]), f"NetworkPolicy {target}: admits other namespaces")
-
-    for target, allowed in SERVING_CLIENTS.items():
-        if target not in pods:
-            continue
-        roles = listening.get(target, {})
-        port = roles.get("http admin", roles.get("grpc"))
+        port = ports[target]
         admitted = {name for name, labels in pods.items()
                     if admits(policies, pods[target], {"namespace": NAMESPACE, "labels": labels}, port)}
         check(admitted == allowed, f"NetworkPolicy {target}: admits {sorted(admitted)} on {port}, want {sorted(allowed)}")
         check(not admits(policies, pods[target], OUTSIDER, port), f"NetworkPolicy {target}: admits other namespaces on {port}")
-        if target not in FRONTS:
+        if target in SERVING_CLIENTS and target not in FRONTS:
             check(not admits(policies, pods[target], INGRESS_NGINX, port), f"{target}: ingress-nginx reaches it on {port}")
 
     # The way in: ingress-nginx's pods or the Gateway's load balancer reach the fronts.

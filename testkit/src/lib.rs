@@ -133,6 +133,20 @@ pub struct GroupView {
     redis: redis::aio::MultiplexedConnection,
 }
 
+/// A test's own consumer group, Redis key prefix and MongoDB database, from one fresh id.
+pub struct GroupNames {
+    pub group: String,
+    pub prefix: String,
+    pub database: String,
+}
+
+impl GroupNames {
+    pub fn unique() -> Self {
+        let id = unique_id();
+        Self { group: format!("test-{id}"), prefix: format!("test:{id}:"), database: format!("test_{id}") }
+    }
+}
+
 /// A running consumer of one test topic, stopped when dropped; its group's sinks are read
 /// through [`GroupView`] (`consumer.total()`).
 pub struct IsolatedConsumer {
@@ -161,8 +175,8 @@ impl IsolatedConsumer {
     /// Starts a consumer of `topic` writing to `database` (two consumers may share one),
     /// with its own group and Redis key prefix.
     pub async fn start(topic: &str, database: &str) -> Self {
-        let id = unique_id();
-        Self::start_in(topic, database, &format!("test-{id}"), &format!("test:{id}:")).await
+        let names = GroupNames::unique();
+        Self::start_in(topic, database, &names.group, &names.prefix).await
     }
 
     /// Starts a consumer of `topic` in consumer group `group`, writing to `database` and

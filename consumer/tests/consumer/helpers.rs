@@ -148,11 +148,30 @@ impl CuttingProxy {
         Self { addr, up }
     }
 
+    /// Proxies to the MongoDB server of MONGODB_URI.
+    pub(crate) async fn to_mongodb() -> Self {
+        let uri = mongodb_uri();
+        Self::start(uri.trim_start_matches("mongodb://").split(['/', '?']).next().expect("a host in MONGODB_URI")).await
+    }
+
     pub(crate) fn cut(&self) {
         self.up.send_replace(false);
     }
 
     pub(crate) fn restore(&self) {
         self.up.send_replace(true);
+    }
+}
+
+/// `/readyz` of the consumer admin server at `admin` once it answers 200, or its last answer
+/// after `within` (0 when nothing answered).
+pub(crate) async fn wait_ready(admin: std::net::SocketAddr, within: Duration) -> u16 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let status = voteflow_testkit::get(admin, "/readyz").await.map_or(0, |(status, _)| status);
+        if status == 200 || std::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -372,8 +372,7 @@ async fn records_in_hand_of_a_partition_revoked_are_dropped_before_any_write() {
     // Arrange: consumer A alone in its group, holding one vote of each partition in a batch
     // that keeps filling for 10 s.
     let topic = TestTopic::create().await;
-    let id = unique_id();
-    let (database, group, prefix) = (format!("test_{id}"), format!("test-{id}"), format!("test:{id}:"));
+    let voteflow_testkit::GroupNames { group, prefix, database } = voteflow_testkit::GroupNames::unique();
     let slow_batches = ["--batch-max-wait-ms=10000"];
     let a = IsolatedConsumer::start_with(
         &topic.name,

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{CuttingProxy, IsolatedConsumer, TestTopic, mongodb_uri, redis_url, unique_id};
+use voteflow_testkit::GroupNames;
+
+use crate::helpers::{CuttingProxy, IsolatedConsumer, TestTopic, redis_url, wait_ready};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -16,22 +18,17 @@ async fn readyz(consumer: &IsolatedConsumer) -> u16 {
 async fn with_mongodb_down_nothing_is_counted_or_committed_until_it_is_back() {
     // Arrange: a consumer reaching MongoDB through a proxy that can be cut; 5 votes counted.
     let topic = TestTopic::create().await;
-    let target = mongodb_uri().trim_start_matches("mongodb://").split(['/', '?']).next().unwrap().to_owned();
-    let mongo = CuttingProxy::start(&target).await;
+    let mongo = CuttingProxy::to_mongodb().await;
     // A short server selection, so a try fails fast and the backoff alone paces the tries.
-    let (id, via) = (unique_id(), format!("mongodb://{}/?serverSelectionTimeoutMS=200", mongo.addr));
-    let (database, group, prefix) = (format!("test_{id}"), format!("test-{id}"), format!("test:{id}:"));
+    let via = format!("mongodb://{}/?serverSelectionTimeoutMS=200", mongo.addr);
+    let GroupNames { group, prefix, database } = GroupNames::unique();
     let consumer = IsolatedConsumer::start_with(&topic.name, &database, &group, &prefix, &redis_url(), &via, &[]).await;
     for i in 0..5 {
         topic.send_vote(&format!("Band {i}")).await;
     }
     assert_eq!(consumer.wait_for_counted(5, WITHIN).await, (5, 5));
     assert_eq!(consumer.wait_for_committed(5, WITHIN).await, 5);
-    let ready_by = Instant::now() + Duration::from_secs(10);
-    while readyz(&consumer).await != 200 && Instant::now() < ready_by {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(readyz(&consumer).await, 200, "ready while every sink answers");
+    assert_eq!(wait_ready(consumer.admin, Duration::from_secs(10)).await, 200, "ready while every sink answers");
 
     // Act: MongoDB goes away; 10 more votes arrive; the consumer fails at least twice.
     mongo.cut();

@@ -5,9 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use voteflow_testkit::GroupView;
+use voteflow_testkit::{GroupNames, GroupView};
 
-use crate::helpers::{CuttingProxy, IsolatedConsumer, TestTopic, mongodb_uri, redis_url, unique_id};
+use crate::helpers::{CuttingProxy, IsolatedConsumer, TestTopic, redis_url, wait_ready};
 
 const WITHIN: Duration = Duration::from_secs(60);
 const SHUTDOWN_DEADLINE_SECS: u64 = 4;
@@ -23,29 +23,15 @@ fn spawn_consumer(env: &[(&str, String)]) -> Child {
         .expect("the consumer binary")
 }
 
-/// A port free a moment ago, for an address that must be known before the process starts.
-fn free_address() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-async fn wait_until_ready(admin: std::net::SocketAddr) {
-    let deadline = Instant::now() + WITHIN;
-    while voteflow_testkit::get(admin, "/readyz").await.map(|(status, _)| status) != Some(200) {
-        assert!(Instant::now() < deadline, "the consumer binary never answered /readyz 200 on {admin}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_with_mongodb_down_stops_within_the_deadline_and_commits_only_what_the_sinks_took() {
     // Arrange: the binary reaching MongoDB through a proxy that can be cut, configured by
     // env vars only; 5 votes counted and committed.
     let topic = TestTopic::create().await;
-    let target = mongodb_uri().trim_start_matches("mongodb://").split(['/', '?']).next().unwrap().to_owned();
-    let mongo = CuttingProxy::start(&target).await;
-    let id = unique_id();
-    let (database, group, prefix) = (format!("test_{id}"), format!("test-{id}"), format!("test:{id}:"));
-    let admin = free_address();
+    let mongo = CuttingProxy::to_mongodb().await;
+    let GroupNames { group, prefix, database } = GroupNames::unique();
+    // Known before the process starts: a port nothing listens on yet.
+    let admin = voteflow_testkit::dead_address();
     let mut child = spawn_consumer(&[
         ("KAFKA_BROKERS", topic.brokers.clone()),
         ("KAFKA_TOPIC", topic.name.clone()),
@@ -59,7 +45,7 @@ async fn sigterm_with_mongodb_down_stops_within_the_deadline_and_commits_only_wh
         ("SHUTDOWN_DEADLINE_SECS", SHUTDOWN_DEADLINE_SECS.to_string()),
     ]);
     let view = GroupView::new(&topic.name, &group, &prefix, &database).await;
-    wait_until_ready(admin).await;
+    assert_eq!(wait_ready(admin, WITHIN).await, 200, "the consumer binary ready on {admin}");
     for i in 0..5 {
         topic.send_vote(&format!("Band {i}")).await;
     }
